@@ -1,0 +1,5 @@
+"""`weakfeat data synth`: the synthetic long-video benchmark."""
+
+import click
+
+COMMANDS: list[click.Command] = []

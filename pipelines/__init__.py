@@ -1,0 +1,1 @@
+"""Recipes that chain both stages and render the paper's result tables."""

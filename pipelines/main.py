@@ -1,0 +1,24 @@
+"""The ``weakfeat`` console script: one root group over the four stage groups."""
+
+import logging
+
+import click
+
+from data_manifests.cli import data
+from downstream.cli import downstream
+from extract.cli import extract
+from pipelines.cli import pipelines
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """weakfeat: weakly supervised long-video features (AdaptFocus) and downstream tasks."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(data)
+cli.add_command(extract)
+cli.add_command(downstream)
+cli.add_command(pipelines)

@@ -22,3 +22,7 @@ cli.add_command(data)
 cli.add_command(extract)
 cli.add_command(downstream)
 cli.add_command(pipelines)
+
+
+if __name__ == "__main__":
+    cli(prog_name="weakfeat")

@@ -1,0 +1,95 @@
+"""The stage-1 training config: one frozen dataclass tree; YAML is its serialized form.
+
+Load with ``load_config(Stage1Config, path, overrides)`` (unknown keys are errors; overrides are
+``--set optim.lr=3e-4``). Values derived from data (number of classes, fps) are read from the
+manifest, never written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+from data_manifests.config import load_config
+
+Mode = Literal["full", "noisy", "adaptfocus"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str = ""  # manifest folder (meta.json + videos.jsonl); relative to the CWD
+    videos_root: str | None = None  # folder the manifest's video paths are relative to (None: manifest folder)
+    train_split: str = "train"  # split trained on (and whose ASE state is kept)
+    num_workers: int = 2  # DataLoader worker processes (0: read in the main process)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "x3d-tiny"  # a name of extract.backbones.BACKBONES
+    pretrained: str | None = None  # None | "kinetics400" | path to a checkpoint (e.g. a `source` run's last.pt)
+    num_frames: int | None = None  # F, frames per clip (None: the backbone's input spec)
+    frame_stride: int | None = None  # tau, frames between sampled frames (None: the backbone's)
+    crop_size: int | None = None  # square crop side in pixels (None: the backbone's)
+    short_side: int | None = None  # resize the short side to this first (None: the backbone's)
+
+
+@dataclass(frozen=True)
+class AdaptFocusConfig:
+    theta: float = 0.75  # actionness threshold a_hat = theta * a (paper 4.1)
+    weighting: Literal["exponential", "constant", "linear", "logarithmic"] = "exponential"  # W (Eq. 5, S1-S3)
+    alpha: float | None = None  # W's alpha (None: the paper's value for the chosen weighting)
+    beta: float | None = None  # W's beta (None: the paper's value for the chosen weighting)
+    action_focusing: bool = True  # use W (False: W = 1; the Figure 3 ablation)
+    clip_focusing: bool = True  # use M (False: M = 1; the Figure 3 ablation)
+    warmup_fraction: float = 0.2  # first fraction of iterations in noisy mode, ASE already updating
+    estimation: Literal["online", "naive"] = "online"  # ASE: Eq. 3 from sampled clips, or Eq. 2 on all clips each step
+    naive_clips: int = 16  # clips evenly spread per video for a naive (Eq. 2) estimation
+    naive_every_epochs: int = 0  # remedy: re-estimate every instance with Eq. 2 every N epochs (0: off)
+    spike_decay: float = 1.0  # remedy: multiply every spike-actionness by this each epoch (1: off)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"  # optimizer
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled (adamw) or L2 (sgd)
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["cosine", "constant"] = "cosine"  # per-iteration decay after the warm-up
+    warmup_steps: int = 0  # linear learning-rate warm-up iterations (not the AdaptFocus warm-up)
+    grad_clip: float | None = None  # clip the gradient norm to this (None: off)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: Mode = "adaptfocus"  # clip labels: full (intervals), noisy (Eq. 1), adaptfocus (Eq. 9)
+    epochs: int = 10  # one epoch = one random clip from every training video
+    batch_size: int = 8  # clips per iteration per process
+    seed: int = 0  # seeds model init, clip positions, crops and video order
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 on CPU
+    checkpoint_every: int = 0  # iterations between checkpoints (0: at the end of every epoch)
+    log_every: int = 10  # iterations between metrics.jsonl records
+    success_every_epochs: int = 1  # log the ASE top-1 success ratio (Fig. S4) every N epochs (0: off)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str = "test"  # split evaluated at the end of training (None-like "": skip)
+    views_t: int = 10  # temporal clips per video, evenly spaced
+    views_s: int = 1  # spatial crops per clip (1: centre, 3: three crops)
+    plot_videos: int = 3  # videos drawn as per-class curves (Fig. 4)
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    adaptfocus: AdaptFocusConfig = field(default_factory=AdaptFocusConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_stage1_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Stage1Config:
+    return load_config(Stage1Config, path, overrides)

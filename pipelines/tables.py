@@ -1,0 +1,109 @@
+"""Result tables shaped like the paper's, rendered from measured runs (Markdown and CSV).
+
+A recipe's ``tables`` entry::
+
+    - name: table1
+      title: "Video-level mAP (%)"
+      metric: mAP                 # dotted path inside each step's results JSON
+      scale: 100                  # fractions in results -> percent in the table
+      rows:                       # row -> column -> step id (before seed expansion)
+        x3d-tiny: {Full: train-full, Weak-noisy: train-noisy, Weak-AdaptFocus: train-af}
+      deltas: [[Weak-AdaptFocus, Weak-noisy]]   # extra "A - B" columns
+      paper:                      # the paper's numbers, shown as extra rows "<row> (paper)"
+        I3D: {Full: 39.8, Weak-noisy: 34.1, Weak-AdaptFocus: 39.6}
+
+A cell averages every seed of its step: ``mean ± std (n)``; a missing run shows ``-``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Cell:
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+    def text(self, digits: int = 1) -> str:
+        if not self.values:
+            return "-"
+        if len(self.values) == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({len(self.values)})"
+
+
+def metric_value(results: Mapping[str, Any], path: str) -> float | None:
+    node: Any = results
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) else None
+
+
+def build_table(spec: Mapping[str, Any], results: Mapping[str, Any]) -> tuple[list[str], list[list]]:
+    """Header and rows (first cell the row name, then Cells, then delta Cells, then paper)."""
+    scale = float(spec.get("scale", 1.0))
+    by_step: dict[str, list[float]] = {}
+    for entry in results.values():
+        value = metric_value(entry["results"], spec["metric"])
+        if value is not None:
+            by_step.setdefault(entry["step"], []).append(value * scale)
+    columns: list[str] = []
+    for row in spec["rows"].values():
+        columns += [c for c in row if c not in columns]
+    deltas = [tuple(d) for d in spec.get("deltas", ())]
+    header = ["", *columns, *[f"{a} - {b}" for a, b in deltas]]
+    body: list[list] = []
+    for name, row in spec["rows"].items():
+        cells = {c: Cell(tuple(by_step.get(row[c], ()))) if c in row else Cell(()) for c in columns}
+        line: list = [name, *[cells[c] for c in columns]]
+        for a, b in deltas:
+            pairs = tuple(x - y for x, y in zip(cells[a].values, cells[b].values))
+            line.append(Cell(pairs))
+        body.append(line)
+    for name, row in (spec.get("paper") or {}).items():
+        values = [Cell((float(row[c]),)) if c in row else Cell(()) for c in columns]
+        line = [f"{name} (paper)", *values]
+        for a, b in deltas:
+            line.append(Cell((float(row[a]) - float(row[b]),)) if a in row and b in row else Cell(()))
+        body.append(line)
+    return header, body
+
+
+def render_markdown(spec: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    header, body = build_table(spec, results)
+    digits = int(spec.get("digits", 1))
+    lines = [f"**{spec.get('title', spec['name'])}**", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in body:
+        lines.append("| " + " | ".join([row[0], *[c.text(digits) for c in row[1:]]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(spec: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    header, body = build_table(spec, results)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["table", "row", "column", "mean", "std", "n"])
+    for row in body:
+        for column, cell in zip(header[1:], row[1:]):
+            writer.writerow([spec["name"], row[0], column,
+                             "" if not cell.values else f"{cell.mean:.4f}",
+                             "" if not cell.values else f"{cell.std:.4f}", len(cell.values)])
+    return out.getvalue()

@@ -77,9 +77,19 @@ class VideoRecord:
     sentences: tuple[Sentence, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["labels"] = list(self.labels)
-        return out
+        # Written out by hand: dataclasses.asdict deep-copies and dominates writing big manifests.
+        def many(items: tuple | None, keys: tuple[str, ...]) -> list | None:
+            return None if items is None else [{k: getattr(i, k) for k in keys} for i in items]
+
+        return {
+            "video_id": self.video_id, "path": self.path, "split": self.split,
+            "duration": self.duration, "fps": self.fps, "num_frames": self.num_frames,
+            "labels": list(self.labels),
+            "segments": many(self.segments, ("label", "start", "end")),
+            "points": many(self.points, ("label", "time")),
+            "activity": self.activity,
+            "sentences": many(self.sentences, ("text", "start", "end", "glance")),
+        }
 
     @staticmethod
     def from_json(obj: dict[str, Any]) -> "VideoRecord":
@@ -182,7 +192,11 @@ def frame_labels(video: VideoRecord, classes: Sequence[str], fps: float | None =
 
 
 def labels_at_times(video: VideoRecord, classes: Sequence[str], times: np.ndarray) -> np.ndarray:
-    """Multi-hot ``(len(times), K)`` bool: which classes' segments contain each time (seconds)."""
+    """Multi-hot ``(len(times), K)`` bool: which classes' segments contain each time (seconds).
+
+    Segments are half-open ``[start, end)``: a frame on the boundary between two consecutive
+    segments belongs to the second only, so frame-level labels partition time.
+    """
     if video.segments is None:
         raise ManifestError(video.video_id, None, "segments",
                             "this dataset has no interval annotations (segments); "
@@ -190,7 +204,7 @@ def labels_at_times(video: VideoRecord, classes: Sequence[str], times: np.ndarra
     index = {name: i for i, name in enumerate(classes)}
     out = np.zeros((len(times), len(classes)), dtype=bool)
     for seg in video.segments:
-        out[(times >= seg.start) & (times <= seg.end), index[seg.label]] = True
+        out[(times >= seg.start) & (times < seg.end), index[seg.label]] = True
     return out
 
 

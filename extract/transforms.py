@@ -41,9 +41,9 @@ def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"resize_short_side: size must be positive, got {size}")
     _, _, h, w = clip.shape
     if h <= w:
-        new_h, new_w = size, int(math.floor(w * size / h))
+        new_h, new_w = size, math.floor(w * size / h)
     else:
-        new_h, new_w = int(math.floor(h * size / w)), size
+        new_h, new_w = math.floor(h * size / w), size
     if (new_h, new_w) == (h, w):
         return clip
     frames = clip.permute(1, 0, 2, 3)  # (T, C, H, W): frames are the batch

@@ -6,15 +6,16 @@ A recipe holds ``name``, ``description``, ``steps`` and optional ``tables`` (see
     - id: train-adaptfocus          # unique; {id} of a step names its output folder
       needs: [data, pretrain]       # steps whose outputs it reads
       seeds: [0, 1, 2]              # optional: one step per seed, ids get "-s<seed>"
-      command: [extract, train, --config, "{recipe_dir}/cfg.yaml", --out, "{out}",
-                --set, "pretrained={pretrain}/checkpoints/last.pt", --set, "seed={seed}"]
+      command: [extract, train, --config, "{extract_configs}/cfg.yaml", --out, "{out}",
+                --set, "model.pretrained={pretrain}/checkpoints/last.pt", --set, "train.seed={seed}"]
+      # or `commands: [[...], [...]]`: several commands run one after the other in one folder
       resume: [--resume]            # appended when an interrupted step is run again
       results: results.json         # JSON (inside {out}) gathered into results.json
       allow_exit: [1]               # exit codes that still count as done (e.g. partial failures)
 
 Placeholders: ``{out}`` (this step's folder), ``{<step id>}`` (a needed step's folder; a seeded
 step's id without the suffix means the same seed), ``{seed}``, ``{recipe_dir}``, ``{root}``
-(the pipeline's output folder). A step's folder is ``<root>/<id>-<key>``, where the key hashes
+(the pipeline's output folder), ``{extract_configs}`` (the shipped stage-1 configs). A step's folder is ``<root>/<id>-<key>``, where the key hashes
 its resolved command and the keys of what it needs: changing a config re-runs exactly the
 steps downstream of it and nothing else.
 """
@@ -22,6 +23,7 @@ steps downstream of it and nothing else.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class RecipeError(ValueError):
 @dataclass(frozen=True)
 class Step:
     id: str
-    command: tuple[str, ...]  # weakfeat arguments, placeholders resolved except {out}
+    commands: tuple[tuple[str, ...], ...]  # weakfeat argument lists, run in order; {out} unresolved
     needs: tuple[str, ...]
     key: str  # content hash: resolved command + keys of the needed steps
     resume: tuple[str, ...] = ()
@@ -108,19 +110,20 @@ def load_recipe(name_or_path: str | Path, root: Path) -> Recipe:
                   path=path, steps=tuple(steps.values()), tables=tuple(raw.get("tables") or ()))
 
 
-_STEP_KEYS = {"id", "needs", "seeds", "command", "resume", "results", "allow_exit"}
+_STEP_KEYS = {"id", "needs", "seeds", "command", "commands", "resume", "results", "allow_exit"}
 
 
 def _check_step(path: Path, index: int, spec: Any) -> dict[str, Any]:
     where = f"{path}: steps[{index}]"
-    if not isinstance(spec, dict) or "id" not in spec or "command" not in spec:
-        raise RecipeError(f"{where}: a step needs 'id' and 'command'")
+    if not isinstance(spec, dict) or "id" not in spec or ("command" in spec) == ("commands" in spec):
+        raise RecipeError(f"{where}: a step needs 'id' and one of 'command' or 'commands'")
     unknown = set(spec) - _STEP_KEYS
     if unknown:
         raise RecipeError(f"{where} ({spec['id']}): unknown key(s) {sorted(unknown)}")
-    if not isinstance(spec["command"], list):
-        raise RecipeError(f"{where} ({spec['id']}): 'command' must be a list of arguments")
-    return dict(spec)
+    commands = spec.pop("commands", None) or [spec.pop("command")]
+    if not all(isinstance(c, list) and c for c in commands):
+        raise RecipeError(f"{where} ({spec['id']}): a command is a non-empty list of arguments")
+    return dict(spec, commands=commands)
 
 
 def _expand_seeds(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -165,8 +168,16 @@ def _topological(path: Path, specs: list[dict[str, Any]]) -> list[dict[str, Any]
     return order
 
 
+def _extract_configs_dir() -> str:
+    # Found without importing extract.training (which would import torch).
+    spec = importlib.util.find_spec("extract")
+    assert spec is not None and spec.submodule_search_locations
+    return str(Path(list(spec.submodule_search_locations)[0], "training", "configs").resolve())
+
+
 def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path) -> Step:
-    values = {"recipe_dir": str(path.parent.resolve()), "root": str(root.resolve())}
+    values = {"recipe_dir": str(path.parent.resolve()), "root": str(root.resolve()),
+              "extract_configs": _extract_configs_dir()}
     if spec["seed"] is not None:
         values["seed"] = str(spec["seed"])
     for need in spec["needs"]:
@@ -184,12 +195,14 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
             return values[name]
         return _PLACEHOLDER.sub(sub, str(arg))
 
-    command = tuple(fill(a) for a in spec["command"])
-    keyed = {"command": command, "needs": [done[n].key for n in spec["needs"]]}
-    # Folders of needed steps appear in the command; hash without the root so keys do not
-    # depend on where the pipeline output lives.
-    text = json.dumps(keyed, sort_keys=True).replace(str(root.resolve()), "<root>")
-    return Step(id=spec["id"], command=command, needs=tuple(spec["needs"]),
+    commands = tuple(tuple(fill(a) for a in command) for command in spec["commands"])
+    keyed = {"commands": commands, "needs": [done[n].key for n in spec["needs"]]}
+    # Folders of needed steps appear in the commands; hash without the root (and the install
+    # location) so keys do not depend on where the pipeline output or the package lives.
+    text = (json.dumps(keyed, sort_keys=True).replace(str(root.resolve()), "<root>")
+            .replace(values["extract_configs"], "<extract_configs>")
+            .replace(values["recipe_dir"], "<recipe_dir>"))
+    return Step(id=spec["id"], commands=commands, needs=tuple(spec["needs"]),
                 key=hashlib.sha256(text.encode()).hexdigest(),
                 resume=tuple(str(a) for a in spec.get("resume", ())),
                 results=spec.get("results"),

@@ -63,10 +63,20 @@ def weakfeat_command(args: tuple[str, ...] | list[str]) -> list[str]:
     return [sys.executable, "-m", "pipelines.main", *args]
 
 
-def step_argv(step: Step, root: Path, *, resuming: bool) -> list[str]:
+def step_argvs(step: Step, root: Path, *, resuming: bool) -> list[list[str]]:
+    """One argv per command; ``resume`` arguments go to the first (the long-running one)."""
     folder = str(step.folder(root).resolve())
-    args = [a.replace("{out}", folder) for a in step.command]
-    return weakfeat_command(args + (list(step.resume) if resuming else []))
+    argvs = []
+    for index, command in enumerate(step.commands):
+        args = [a.replace("{out}", folder) for a in command]
+        if resuming and index == 0:
+            args += list(step.resume)
+        argvs.append(weakfeat_command(args))
+    return argvs
+
+
+def shown(argv: list[str]) -> str:
+    return " ".join(["weakfeat", *argv[3:]])
 
 
 def is_done(step: Step, root: Path) -> bool:
@@ -89,8 +99,8 @@ def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
             outcome = StepOutcome(step, "blocked", detail=f"needs {', '.join(bad_needs)}")
         elif dry_run:
             resuming = (step.folder(root) / STARTED).exists()
-            argv = step_argv(step, root, resuming=resuming)
-            outcome = StepOutcome(step, "planned", detail=" ".join(["weakfeat", *argv[3:]]))
+            argvs = step_argvs(step, root, resuming=resuming)
+            outcome = StepOutcome(step, "planned", detail=" && ".join(shown(a) for a in argvs))
         else:
             echo(f"{prefix}: running ...")
             outcome = _run_step(step, root)
@@ -106,20 +116,25 @@ def _run_step(step: Step, root: Path) -> StepOutcome:
     folder = step.folder(root)
     folder.mkdir(parents=True, exist_ok=True)
     resuming = (folder / STARTED).exists()
-    argv = step_argv(step, root, resuming=resuming)
-    atomic_write_text(folder / STARTED, json.dumps({"argv": argv, "key": step.key}, indent=1))
+    argvs = step_argvs(step, root, resuming=resuming)
+    atomic_write_text(folder / STARTED, json.dumps({"argvs": argvs, "key": step.key}, indent=1))
     start = time.monotonic()
+    returncodes = []
     with (folder / LOG).open("a") as log_file:
-        log_file.write(f"$ {' '.join(argv)}\n")
-        log_file.flush()
-        returncode = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT).returncode
+        for argv in argvs:
+            log_file.write(f"$ {shown(argv)}\n")
+            log_file.flush()
+            returncode = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT).returncode
+            returncodes.append(returncode)
+            if returncode != 0 and returncode not in step.allow_exit:
+                tail = _tail(folder / LOG, 15)
+                return StepOutcome(step, "failed", time.monotonic() - start,
+                                   f"exit {returncode} from `{shown(argv)}`; log {folder / LOG}; "
+                                   f"last lines:\n{tail}")
     seconds = time.monotonic() - start
-    if returncode != 0 and returncode not in step.allow_exit:
-        tail = _tail(folder / LOG, 15)
-        return StepOutcome(step, "failed", seconds,
-                           f"exit {returncode}; log {folder / LOG}; last lines:\n{tail}")
     atomic_write_text(folder / DONE, json.dumps(
-        {"argv": argv, "key": step.key, "returncode": returncode, "seconds": seconds}, indent=1))
+        {"argvs": argvs, "key": step.key, "returncodes": returncodes, "seconds": seconds},
+        indent=1))
     return StepOutcome(step, "done", seconds)
 
 
@@ -135,7 +150,7 @@ def gather_results(recipe: Recipe, root: Path) -> dict[str, Any]:
             continue
         done = json.loads((step.folder(root) / DONE).read_text())
         out[step.id] = {"step": step.base_id, "seed": step.seed, "folder": str(step.folder(root)),
-                        "command": " ".join(["weakfeat", *done["argv"][3:]]),
+                        "command": " && ".join(shown(a) for a in done["argvs"]),
                         "results": json.loads(path.read_text())}
     return out
 

@@ -48,11 +48,15 @@ class Cell:
 
 
 def metric_value(results: Mapping[str, Any], path: str) -> float | None:
+    """``path`` is dotted; a number indexes a list (``mAP.4`` = mAP at the fifth threshold)."""
     node: Any = results
     for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
             return None
-        node = node[part]
     return float(node) if isinstance(node, (int, float)) else None
 
 

@@ -28,10 +28,12 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+
+from downstream.metrics.errors import MetricInputError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def multilabel_map(scores: np.ndarray, targets: np.ndarray) -> dict:
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets)
     if scores.ndim != 2 or scores.shape != targets.shape:
-        raise ValueError(f"scores {scores.shape} and targets {targets.shape} must both be (N, K)")
+        raise MetricInputError(f"scores {scores.shape} and targets {targets.shape} must both be (N, K)")
     ap = np.array([average_precision(scores[:, k], targets[:, k])
                    for k in range(scores.shape[1])], dtype=np.float64)
     npos = (targets == 1).sum(axis=0).astype(np.float64)
@@ -90,10 +92,10 @@ def read_class_list(path: str | Path) -> list[str]:
             continue
         name = line.split(maxsplit=1)[0]
         if name in classes:
-            raise ValueError(f"{path}:{line_no}: duplicated class {name!r}")
+            raise MetricInputError(f"{path}:{line_no}: duplicated class {name!r}")
         classes.append(name)
     if not classes:
-        raise ValueError(f"{path}: no class in the class list")
+        raise MetricInputError(f"{path}: no class in the class list")
     return classes
 
 
@@ -108,7 +110,7 @@ def read_charades_csv(path: str | Path, classes: Sequence[str]) -> dict[str, set
         reader = csv.DictReader(fh)
         missing = {"id", "actions"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{path}: missing CSV column(s) {sorted(missing)} "
+            raise MetricInputError(f"{path}: missing CSV column(s) {sorted(missing)} "
                              f"(header: {reader.fieldnames})")
         for row_no, row in enumerate(reader, start=2):
             labels = set()
@@ -117,7 +119,7 @@ def read_charades_csv(path: str | Path, classes: Sequence[str]) -> dict[str, set
                     continue
                 name = item.split()[0]
                 if name not in known:
-                    raise ValueError(f"{path}:{row_no}: video {row['id']!r}: class {name!r} "
+                    raise MetricInputError(f"{path}:{row_no}: video {row['id']!r}: class {name!r} "
                                      f"is not in the class list")
                 labels.add(name)
             out[row["id"]] = labels
@@ -133,16 +135,16 @@ def read_submission(path: str | Path, num_classes: int) -> dict[str, np.ndarray]
             continue
         video, values = parts[0], parts[1:]
         if len(values) != num_classes:
-            raise ValueError(f"{path}:{line_no}: video {video!r} has {len(values)} scores, "
+            raise MetricInputError(f"{path}:{line_no}: video {video!r} has {len(values)} scores, "
                              f"expected {num_classes} (one per class)")
         try:
             row = np.array([float(v) for v in values], dtype=np.float64)
         except ValueError as exc:
-            raise ValueError(f"{path}:{line_no}: video {video!r}: {exc}") from exc
+            raise MetricInputError(f"{path}:{line_no}: video {video!r}: {exc}") from exc
         if np.isnan(row).any():
-            raise ValueError(f"{path}:{line_no}: video {video!r} has NaN scores")
+            raise MetricInputError(f"{path}:{line_no}: video {video!r} has NaN scores")
         if video in out:
-            raise ValueError(f"{path}:{line_no}: duplicated video {video!r}")
+            raise MetricInputError(f"{path}:{line_no}: duplicated video {video!r}")
         out[video] = row
     return out
 
@@ -176,6 +178,46 @@ def score_matrix(labels: dict[str, set[str]], predictions: dict[str, np.ndarray]
         for name in labels[video]:
             targets[i, index[name]] = 1
     return scores, targets, videos
+
+
+def evaluate_files(ground_truth: str | Path, predictions: str | Path, *,
+                   subset: str | None = None, classes: str | Path | None = None) -> dict:
+    """Charades mAP of a submission file against a manifest folder or a Charades CSV.
+
+    ``classes`` (a ``Charades_v1_classes.txt``-style file) is required with a CSV and refused
+    with a manifest (which defines its classes); ``subset`` picks a manifest split.
+    Returns :func:`multilabel_map`'s dict plus ``classes`` and ``num_videos``.
+    """
+    gt_path = Path(ground_truth)
+    if gt_path.is_dir() or gt_path.name in ("meta.json", "videos.jsonl"):
+        from data_manifests.schema import load_manifest
+
+        if classes is not None:
+            raise MetricInputError(f"--classes applies to a Charades CSV; the manifest {gt_path} "
+                             f"defines its own classes")
+        manifest = load_manifest(gt_path).split(subset)
+        names = list(manifest.classes)
+        labels = {video.video_id: set(video.labels) for video in manifest.videos}
+    else:
+        if classes is None:
+            raise MetricInputError(f"{gt_path}: a Charades CSV needs --classes (the "
+                             f"Charades_v1_classes.txt file that fixes the score order)")
+        if subset is not None:
+            raise MetricInputError("--subset/--split applies to a manifest, not to a Charades CSV "
+                             "(the CSV is one split already)")
+        names = read_class_list(classes)
+        labels = read_charades_csv(gt_path, names)
+    scores = read_submission(predictions, len(names))
+    matrix, targets, videos = score_matrix(labels, scores, names, source=str(predictions))
+    if not videos:
+        raise MetricInputError(f"{gt_path}: no video with a label to evaluate")
+    result = multilabel_map(matrix, targets)
+    without = [names[k] for k, ap in enumerate(result["ap_per_class"]) if math.isnan(ap)]
+    if without:
+        log.warning("%d classes have no positive video (AP NaN, so mAP and wAP are NaN as in "
+                    "Charades_v1_classify.m; see mAP_nanmean): %s", len(without),
+                    _preview(without))
+    return {**result, "classes": names, "num_videos": len(videos)}
 
 
 def _preview(items: Sequence[str], limit: int = 10) -> str:

@@ -6,7 +6,7 @@ callers get them detached (no gradient flows through W or M).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -15,7 +15,8 @@ the state stays identical everywhere without a broadcast.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ class ActionSaliency:
         self.column_of = torch.full((len(videos), num_classes), -1, dtype=torch.long)
         column = 0
         for v, (_, classes) in enumerate(videos):
-            for k in sorted(set(int(c) for c in classes)):
+            for k in sorted({int(c) for c in classes}):
                 self.column_of[v, k] = column
                 column += 1
         self.state = torch.zeros(2, column, dtype=torch.float64)  # (2, D): lambda, a
@@ -77,18 +78,22 @@ class ActionSaliency:
         """
         video_index, times, probs = _gather_rows(video_index, times, probs.detach())
         cols = self.column_of[video_index]  # (N, K)
-        changed = 0
-        # Rows are applied in order so that two clips of one video in a batch follow Eq. 3
-        # exactly as if they had come one after the other.
-        for row in range(cols.shape[0]):
-            valid = cols[row] >= 0
-            c = cols[row][valid]
-            p = probs[row][valid].to(self.state.dtype)
-            better = p > self.state[SPIKE, c]
-            self.state[POSITION, c[better]] = float(times[row])
-            self.state[SPIKE, c] = torch.maximum(self.state[SPIKE, c], p)
-            changed += int(better.sum())
-        return changed
+        valid = cols >= 0
+        flat_cols = cols[valid]  # (M,), row-major: the order in which clips arrived
+        flat_p = probs.to(self.state.dtype)[valid]
+        flat_t = times.to(self.state.dtype).reshape(-1, 1).expand_as(cols)[valid]
+        # Applying Eq. 3 clip after clip ends with a = max(a, all p) and lambda at the first clip
+        # that reached that maximum, if it beats the old a (strict >): computed at once here.
+        best = torch.full((self.num_instances,), -torch.inf, dtype=self.state.dtype)
+        best.scatter_reduce_(0, flat_cols, flat_p, reduce="amax")
+        reached = flat_p == best[flat_cols]
+        order = torch.arange(len(flat_cols))
+        first = torch.full((self.num_instances,), len(flat_cols), dtype=torch.long)
+        first.scatter_reduce_(0, flat_cols[reached], order[reached], reduce="amin")
+        improved = torch.nonzero(best > self.state[SPIKE]).flatten()
+        self.state[POSITION, improved] = flat_t[first[improved]]
+        self.state[SPIKE, improved] = best[improved]
+        return len(improved)
 
     def set_naive(self, video_index: int, times: Tensor, probs: Tensor) -> None:
         """Eq. 2 for one video from all its clips: ``times`` (T,) s, ``probs`` (T, K)."""

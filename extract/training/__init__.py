@@ -1,0 +1,49 @@
+"""Stage-1 training on long videos (full / noisy / adaptfocus) and loading of trained runs.
+
+``load_trained_backbone(run_dir)`` is how feature export gets a trained model (CONTRACTS T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainedBackbone:
+    model: nn.Module  # a VideoBackbone with the run's K-way head, weights loaded, eval mode
+    backbone: str  # its name in extract.backbones.BACKBONES
+    mode: str  # "full" | "noisy" | "adaptfocus"
+    supervision: str  # "full" for full, "weak" otherwise (store extractor key)
+    weights_sha256: str
+    config: dict[str, Any] = field(default_factory=dict)  # the run's resolved config
+
+
+def load_trained_backbone(run_dir: str | Path) -> TrainedBackbone:
+    """The model of ``RUN/checkpoints/last.pt`` (any file path to a checkpoint also works)."""
+    from extract.backbones import build_backbone
+    from extract.backbones.base import weights_sha256
+
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a stage-1 run folder?)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    config = saved["config"]
+    name = config["model"]["backbone"]
+    num_classes = int(saved["model"]["head.weight"].shape[0])
+    model = build_backbone(name, num_classes=num_classes, pretrained=None)
+    model.load_state_dict(saved["model"])
+    model.eval()
+    mode = config["train"]["mode"]
+    return TrainedBackbone(model=model, backbone=name, mode=mode,
+                           supervision="full" if mode == "full" else "weak",
+                           weights_sha256=weights_sha256(model), config=config)
+
+
+__all__ = ["TrainedBackbone", "load_trained_backbone"]

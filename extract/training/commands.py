@@ -1,5 +1,50 @@
 """`weakfeat extract train|evaluate`: stage-1 training (full / noisy / adaptfocus)."""
 
+import json
+import logging
+
 import click
 
 COMMANDS: list[click.Command] = []
+
+
+@click.command("train")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="YAML config (see extract/training/configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set optim.lr=3e-4 (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume: bool) -> None:
+    """Train a backbone on long videos; writes config.yaml, checkpoints/, metrics.jsonl."""
+    from extract.training.config import load_stage1_config
+    from extract.training.loop import train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run = train(load_stage1_config(config_path, overrides), out, resume=resume)
+    click.echo(str(run))
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--manifest", required=True, type=click.Path(exists=True), help="Manifest folder.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--views", default="10x3", show_default=True, help="view_t x view_s (s: 1 or 3).")
+@click.option("--videos-root", default=None, type=click.Path(exists=True, file_okay=False))
+@click.option("--device", default="auto", show_default=True)
+def evaluate_command(run_dir: str, manifest: str, split: str, views: str,
+                     videos_root: str | None, device: str) -> None:
+    """Video-level mAP (Charades conventions) of a run; writes results.json and PNG plots."""
+    from data_manifests.run_folder import RunFolder
+    from extract.training.evaluate import evaluate_run
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = evaluate_run(run_dir, manifest, split=split, views=views, videos_root=videos_root,
+                          device=device)
+    RunFolder(run_dir).write_results(result)
+    summary = {k: v for k, v in result.items() if k != "ap_per_class"}
+    click.echo(json.dumps(summary, indent=1, sort_keys=True))
+
+
+COMMANDS.extend([train_command, evaluate_command])

@@ -7,9 +7,10 @@ manifest, never written here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from data_manifests.config import load_config
 
@@ -19,15 +20,21 @@ Mode = Literal["full", "noisy", "adaptfocus"]
 @dataclass(frozen=True)
 class DataConfig:
     manifest: str = ""  # manifest folder (meta.json + videos.jsonl); relative to the CWD
-    videos_root: str | None = None  # folder the manifest's video paths are relative to (None: manifest folder)
+    # folder the manifest's video paths are relative to (None: the manifest folder)
+    videos_root: str | None = None
     train_split: str = "train"  # split trained on (and whose ASE state is kept)
     num_workers: int = 2  # DataLoader worker processes (0: read in the main process)
+    # Random left-right flips in training. Off by default: the synthetic benchmark's classes are
+    # direction-sensitive (move-left vs move-right, rotate-cw vs -ccw) and a flip swaps them.
+    # Turn on for real datasets (Charades, Breakfast), as SlowFast/pytorchvideo recipes do.
+    horizontal_flip: bool = False
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "x3d-tiny"  # a name of extract.backbones.BACKBONES
-    pretrained: str | None = None  # None | "kinetics400" | path to a checkpoint (e.g. a `source` run's last.pt)
+    # None | "kinetics400" | path to a checkpoint (e.g. a `source`-preset run's last.pt)
+    pretrained: str | None = None
     num_frames: int | None = None  # F, frames per clip (None: the backbone's input spec)
     frame_stride: int | None = None  # tau, frames between sampled frames (None: the backbone's)
     crop_size: int | None = None  # square crop side in pixels (None: the backbone's)
@@ -37,15 +44,18 @@ class ModelConfig:
 @dataclass(frozen=True)
 class AdaptFocusConfig:
     theta: float = 0.75  # actionness threshold a_hat = theta * a (paper 4.1)
-    weighting: Literal["exponential", "constant", "linear", "logarithmic"] = "exponential"  # W (Eq. 5, S1-S3)
+    # the weighting function W: Eq. 5 (exponential) or Appendix S1.5 (Eq. S1-S3)
+    weighting: Literal["exponential", "constant", "linear", "logarithmic"] = "exponential"
     alpha: float | None = None  # W's alpha (None: the paper's value for the chosen weighting)
     beta: float | None = None  # W's beta (None: the paper's value for the chosen weighting)
     action_focusing: bool = True  # use W (False: W = 1; the Figure 3 ablation)
     clip_focusing: bool = True  # use M (False: M = 1; the Figure 3 ablation)
     warmup_fraction: float = 0.2  # first fraction of iterations in noisy mode, ASE already updating
-    estimation: Literal["online", "naive"] = "online"  # ASE: Eq. 3 from sampled clips, or Eq. 2 on all clips each step
+    # ASE: "online" = Eq. 3 from the sampled clips; "naive" = Eq. 2 on `naive_clips` clips of
+    # every video of the batch at every step (costly)
+    estimation: Literal["online", "naive"] = "online"
     naive_clips: int = 16  # clips evenly spread per video for a naive (Eq. 2) estimation
-    naive_every_epochs: int = 0  # remedy: re-estimate every instance with Eq. 2 every N epochs (0: off)
+    naive_every_epochs: int = 0  # remedy: Eq. 2 on every training video every N epochs (0: off)
     spike_decay: float = 1.0  # remedy: multiply every spike-actionness by this each epoch (1: off)
 
 
@@ -67,10 +77,11 @@ class TrainConfig:
     batch_size: int = 8  # clips per iteration per process
     seed: int = 0  # seeds model init, clip positions, crops and video order
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 (or fp16) on CUDA, fp32 on CPU
+    # auto: bf16 (fp16 where bf16 is unsupported) autocast on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     checkpoint_every: int = 0  # iterations between checkpoints (0: at the end of every epoch)
     log_every: int = 10  # iterations between metrics.jsonl records
-    success_every_epochs: int = 1  # log the ASE top-1 success ratio (Fig. S4) every N epochs (0: off)
+    success_every_epochs: int = 1  # log the ASE top-1 success (Fig. S4) every N epochs (0: off)
 
 
 @dataclass(frozen=True)

@@ -167,3 +167,26 @@ def test_results_json_written_by_cli_outputs(tmp_path, fake_weakfeat):
     saved = json.loads((root / "results.json").read_text())
     assert any(v["command"].startswith("weakfeat emit") for v in saved.values())
     assert (root / "tables" / "t.csv").read_text().startswith("table,row,column,mean,std,n")
+
+
+def test_a_step_with_several_commands_fails_at_the_first_failing_one(tmp_path, fake_weakfeat):
+    text = """
+        steps:
+          - id: chain
+            commands: [[append, "{out}", "one"], [fail], [append, "{out}", "three"]]
+    """
+    root = tmp_path / "out"
+    recipe = load_recipe(write_recipe(tmp_path, text), root)
+    outcome = runner.run_recipe(recipe, root, echo=lambda *_: None).outcomes[0]
+    assert outcome.status == "failed" and "exit 3 from `weakfeat fail`" in outcome.detail
+    assert (recipe.steps[0].folder(root) / "calls.txt").read_text().splitlines() == ["one"]
+    assert not runner.is_done(recipe.steps[0], root)
+
+
+def test_metric_paths_index_lists():
+    from pipelines.tables import metric_value
+    results = {"mAP": [0.1, 0.2, 0.3], "average_mAP": 0.2}
+    assert metric_value(results, "mAP.1") == 0.2
+    assert metric_value(results, "mAP.7") is None
+    assert metric_value(results, "average_mAP") == 0.2
+    assert metric_value(results, "missing.key") is None

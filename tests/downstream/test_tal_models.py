@@ -1,0 +1,84 @@
+"""Every registered method through forward and backward on tiny inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from downstream.tal import METHODS
+
+B, T, D, K = 2, 24, 8, 3
+
+
+def tiny_batch() -> dict:
+    torch.manual_seed(0)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 18:] = False
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    points = torch.zeros(B, T, K)
+    points[0, 5, 0] = points[0, 15, 0] = 1
+    points[1, 3, 1] = points[1, 12, 2] = 1
+    return {"features": torch.randn(B, T, D) * mask[..., None], "mask": mask,
+            "video_labels": labels, "point_labels": points, "snippet_labels": None,
+            "video_id": ["x", "y"], "offset": [0, 0], "timestamps": [None, None]}
+
+
+def build(name: str):
+    model = METHODS[name](feature_dim=D, num_classes=K, hidden=16, dropout=0.0)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_forward_backward_every_parameter_gets_a_gradient(name):
+    model = build(name)
+    batch = tiny_batch()
+    if name == "rskp":
+        model.memory_warmup_epochs = 0
+        model.start_epoch(0, None)
+        model.train()
+        model.training_loss(batch)  # fills the memory so that the inter-video branch runs
+        model.zero_grad()
+    if name == "lacp":
+        model.search_start_epoch = 0
+        model.start_epoch(0, lambda: [batch])  # optimal sequences for both videos
+        assert set(model.sequences) == {"x", "y"}
+    model.train()
+    loss, terms = model.training_loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert all(np.isfinite(v) for v in terms.values())
+    loss.backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None, f"{name}: {pname} got no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name}: {pname} has a non-finite gradient"
+    if name == "lacp":
+        assert terms["loss_score"] > 0 and terms["loss_feature"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_localize_shapes_and_ranges(name):
+    model = build(name).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        scores, cas = model.localize(batch["features"], batch["mask"])
+    assert scores.shape == (B, K) and cas.shape == (B, T, K)
+    assert torch.all((scores >= 0) & (scores <= 1)) and torch.all((cas >= 0) & (cas <= 1))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_padding_does_not_change_a_video(name):
+    model = build(name).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        _, padded = model.localize(batch["features"][1:], batch["mask"][1:])
+        _, alone = model.localize(batch["features"][1:, :18], batch["mask"][1:, :18])
+    torch.testing.assert_close(padded[0, :18], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_rskp_memory_keeps_the_best_scored_snippets():
+    model = build("rskp")
+    mu = torch.randn(1, 8, 16)
+    model.update_memory(mu, torch.tensor([[0.0, 1.0, 0.0]]))
+    assert (model.memory_score[1] >= 0).all() and (model.memory_score[0] < 0).all()
+    probs = torch.softmax(model.classifier(mu), -1)[0, :, 1]
+    torch.testing.assert_close(model.memory_score[1], probs.topk(5).values)

@@ -1,0 +1,75 @@
+"""DDP on CPU: 2 processes (gloo) under torchrun keep identical weights and ASE state."""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+# The tiny-dataset writer, however pytest imports this folder.
+sys.path.insert(0, str(Path(__file__).parent))
+from test_training_loop import write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+@pytest.mark.slow
+def test_two_cpu_processes_agree(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", num_videos=10)
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--standalone", str(script), str(manifest), str(tmp_path / "run")],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=False)
+    for key in r0["model"]:
+        assert torch.allclose(r0["model"][key].float(), r1["model"][key].float(), atol=1e-6), key
+    assert torch.equal(r0["ase"], r1["ase"])
+    # in an epoch (2 batches per rank) the ranks see different videos, and each applied the
+    # other's ASE updates too
+    epoch0 = [functools.reduce(operator.iadd, r["own_videos"][:2], []) for r in (r0, r1)]
+    assert len(epoch0[0]) == 4 and set(epoch0[0]).isdisjoint(epoch0[1])
+    assert (r0["ase"][1] > 0).all()
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    import extract.training.loop as loop
+    from extract.training.config import load_stage1_config
+
+    torch.set_num_threads(1)
+    manifest, out = sys.argv[1], sys.argv[2]
+    cfg = load_stage1_config(None, [f"data.manifest={manifest}", "data.num_workers=0",
+                                    "train.batch_size=2", "train.epochs=2",
+                                    "train.mode=adaptfocus", "adaptfocus.warmup_fraction=0.5",
+                                    "adaptfocus.naive_every_epochs=1",
+                                    "adaptfocus.naive_clips=3", "train.log_every=1"])
+    captured = {"own_videos": []}
+    real_update, real_save = loop.ActionSaliency.update_online, loop._save_checkpoint
+
+    def spy_update(self, video_index, times, probs):
+        captured["own_videos"].append(video_index.tolist())
+        captured["ase_obj"] = self
+        return real_update(self, video_index, times, probs)
+
+    def spy_save(run, rt, config, step, model, *rest):
+        captured["model"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_save(run, rt, config, step, model, *rest)
+
+    loop.ActionSaliency.update_online = spy_update
+    loop._save_checkpoint = spy_save
+    loop.train(cfg, out)
+    rank = int(os.environ["RANK"])
+    torch.save({"model": captured["model"], "ase": captured["ase_obj"].state.clone(),
+                "own_videos": captured["own_videos"]}, f"{out}/rank{rank}.pt")
+""")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class VideoRecord:
         }
 
     @staticmethod
-    def from_json(obj: dict[str, Any]) -> "VideoRecord":
+    def from_json(obj: dict[str, Any]) -> VideoRecord:
         def many(key: str, cls: type) -> tuple | None:
             items = obj.get(key)
             return None if items is None else tuple(cls(**item) for item in items)
@@ -137,7 +138,7 @@ class Manifest:
     def class_index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.meta.classes)}
 
-    def split(self, name: str | None) -> "Manifest":
+    def split(self, name: str | None) -> Manifest:
         """The videos of one split (``None`` keeps all)."""
         if name is None:
             return self
@@ -209,7 +210,7 @@ def labels_at_times(video: VideoRecord, classes: Sequence[str], times: np.ndarra
 
 
 def _frame_count(video: VideoRecord, fps: float | None) -> int:
-    return video.num_frames if fps is None else int(math.floor(video.duration * fps + 1e-9))
+    return video.num_frames if fps is None else math.floor(video.duration * fps + 1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def validate(meta: ManifestMeta, videos: Sequence[VideoRecord], source: str | Pa
     activities = set(meta.activities)
     seen: dict[str, int] = {}
     for line, v in enumerate(videos, start=1):
-        def fail(field_name: str, message: str) -> None:
+        def fail(field_name: str, message: str, line: int = line, v: VideoRecord = v) -> None:
             raise ManifestError(source, line, field_name, f"video {v.video_id!r}: {message}")
 
         if v.video_id in seen:

@@ -172,7 +172,7 @@ def _extract_configs_dir() -> str:
     # Found without importing extract.training (which would import torch).
     spec = importlib.util.find_spec("extract")
     assert spec is not None and spec.submodule_search_locations
-    return str(Path(list(spec.submodule_search_locations)[0], "training", "configs").resolve())
+    return str(Path(next(iter(spec.submodule_search_locations)), "training", "configs").resolve())
 
 
 def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path) -> Step:

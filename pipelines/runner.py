@@ -124,7 +124,8 @@ def _run_step(step: Step, root: Path) -> StepOutcome:
         for argv in argvs:
             log_file.write(f"$ {shown(argv)}\n")
             log_file.flush()
-            returncode = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT).returncode
+            returncode = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                        check=False).returncode
             returncodes.append(returncode)
             if returncode != 0 and returncode not in step.allow_exit:
                 tail = _tail(folder / LOG, 15)

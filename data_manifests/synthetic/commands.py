@@ -7,7 +7,6 @@ import yaml
 
 from data_manifests.config import ConfigError
 from data_manifests.schema import load_manifest
-from data_manifests.synthetic.generate import generate_benchmark
 from data_manifests.synthetic.summary import summarize, summary_paragraph
 
 
@@ -31,6 +30,8 @@ def synth(preset: str, out_dir: str, seed: int, num_videos: int | None, sets: tu
         if not sep or not key.strip():
             raise click.BadParameter(f"{item!r}: expected FIELD=VALUE", param_hint="--set")
         overrides[key.strip()] = yaml.safe_load(value)
+    from data_manifests.synthetic.generate import generate_benchmark  # heavy: av, numpy
+
     try:
         out = generate_benchmark(preset, out_dir, seed=seed, num_videos=num_videos,
                                  overrides=overrides, progress=not no_progress)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from downstream.metrics import EVALUATORS
 from data_manifests.run_folder import atomic_write_text
+from downstream.metrics import EVALUATORS
 from downstream.metrics.evaluate import evaluate, format_table, to_json
 
 

@@ -35,7 +35,6 @@ Deliberate differences from the official code (documented, and tested):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from downstream.metrics.errors import MetricInputError
+from downstream.metrics.errors import MetricInputError, number, read_json, require
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +218,8 @@ def load_detection_ground_truth(path: str | Path, subset: str | None = None
     path = Path(path)
     if path.is_dir() or path.name in ("meta.json", "videos.jsonl"):
         return _ground_truth_from_manifest(path, subset)
-    data = _read_json(path)
-    database = _require(data, "database", path, "the top level")
+    data = read_json(path)
+    database = require(data, "database", path, "the top level")
     if not isinstance(database, dict):
         raise MetricInputError(f"{path}: 'database' must map video ids to records")
     out: dict[str, list[tuple[str, float, float]]] = {}
@@ -228,14 +227,14 @@ def load_detection_ground_truth(path: str | Path, subset: str | None = None
         if not isinstance(record, dict):
             raise MetricInputError(f"{path}: video {video!r}: record must be an object")
         if subset is not None:
-            record_subset = str(_require(record, "subset", path, f"video {video!r}"))
+            record_subset = str(require(record, "subset", path, f"video {video!r}"))
             if record_subset.lower() != subset.lower():
                 continue
         items = []
-        for i, ann in enumerate(_require(record, "annotations", path, f"video {video!r}")):
+        for i, ann in enumerate(require(record, "annotations", path, f"video {video!r}")):
             where = f"video {video!r} annotation {i}"
-            label = _require(ann, "label", path, where)
-            start, end = _segment(_require(ann, "segment", path, where), path, where)
+            label = require(ann, "label", path, where)
+            start, end = _segment(require(ann, "segment", path, where), path, where)
             items.append((str(label), start, end))
         out[video] = items
     if subset is not None and not out:
@@ -247,8 +246,8 @@ def load_detection_ground_truth(path: str | Path, subset: str | None = None
 def load_detection_predictions(path: str | Path) -> dict[str, list[tuple[str, float, float, float]]]:
     """Video -> ``(label, score, start, end)`` from ``{"results": {video: [...]}}``."""
     path = Path(path)
-    data = _read_json(path)
-    results = _require(data, "results", path, "the top level")
+    data = read_json(path)
+    results = require(data, "results", path, "the top level")
     if not isinstance(results, dict):
         raise MetricInputError(f"{path}: 'results' must map video ids to lists of detections")
     out: dict[str, list[tuple[str, float, float, float]]] = {}
@@ -258,9 +257,9 @@ def load_detection_predictions(path: str | Path) -> dict[str, list[tuple[str, fl
         rows = []
         for i, det in enumerate(items):
             where = f"video {video!r} detection {i}"
-            label = _require(det, "label", path, where)
-            score = _number(_require(det, "score", path, where), path, where, "score")
-            start, end = _segment(_require(det, "segment", path, where), path, where)
+            label = require(det, "label", path, where)
+            score = number(require(det, "score", path, where), path, where, "score")
+            start, end = _segment(require(det, "segment", path, where), path, where)
             rows.append((str(label), score, start, end))
         out[video] = rows
     return out
@@ -301,38 +300,14 @@ def _ground_truth_from_manifest(path: Path, subset: str | None
     return out
 
 
-def _read_json(path: Path):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError as exc:
-        raise MetricInputError(f"{path}: file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise MetricInputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): "
-                         f"{exc.msg}") from exc
 
-
-def _require(obj, key: str, path: Path, where: str):
-    if not isinstance(obj, dict) or key not in obj:
-        raise MetricInputError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
-def _number(value, path: Path, where: str, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise MetricInputError(f"{path}: {where}: {name} {value!r} is not a number") from None
-    if math.isnan(out):
-        raise MetricInputError(f"{path}: {where}: {name} is NaN")
-    return out
 
 
 def _segment(value, path: Path, where: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise MetricInputError(f"{path}: {where}: segment {value!r} must be [start, end]")
-    start = _number(value[0], path, where, "segment start")
-    end = _number(value[1], path, where, "segment end")
+    start = number(value[0], path, where, "segment start")
+    end = number(value[1], path, where, "segment end")
     return start, end
 
 

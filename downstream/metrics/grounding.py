@@ -20,15 +20,13 @@ the GT are ignored with a warning.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from downstream.metrics.errors import MetricInputError
+from downstream.metrics.errors import MetricInputError, number, read_json, require
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +162,12 @@ def load_grounding_ground_truth(path: str | Path, split: str | None = None
     for i, item in enumerate(items):
         video, index = _query(item, path, i)
         where = f"item {i} ({video!r}, sentence {index})"
-        duration = _number(_require(item, "duration", path, where), path, where, "duration")
-        segment = _require(item, "segment", path, where)
+        duration = number(require(item, "duration", path, where), path, where, "duration")
+        segment = require(item, "segment", path, where)
         if not isinstance(segment, (list, tuple)) or len(segment) != 2:
             raise MetricInputError(f"{path}: {where}: segment {segment!r} must be [start, end]")
-        start = _number(segment[0], path, where, "segment start")
-        end = _number(segment[1], path, where, "segment end")
+        start = number(segment[0], path, where, "segment start")
+        end = number(segment[1], path, where, "segment end")
         if (video, index) in out:
             raise MetricInputError(f"{path}: {where}: duplicated query")
         out[(video, index)] = (duration, start, end)
@@ -184,7 +182,7 @@ def load_grounding_predictions(path: str | Path
     for i, item in enumerate(_read_json_list(path)):
         video, index = _query(item, path, i)
         where = f"item {i} ({video!r}, sentence {index})"
-        moments = _require(item, "moments", path, where)
+        moments = require(item, "moments", path, where)
         if not isinstance(moments, list):
             raise MetricInputError(f"{path}: {where}: 'moments' must be a list of [start, end, score]")
         rows = []
@@ -192,7 +190,7 @@ def load_grounding_predictions(path: str | Path
             if not isinstance(moment, (list, tuple)) or len(moment) != 3:
                 raise MetricInputError(f"{path}: {where}: moment {j} {moment!r} must be "
                                  f"[start, end, score]")
-            rows.append(tuple(_number(v, path, f"{where} moment {j}", name)
+            rows.append(tuple(number(v, path, f"{where} moment {j}", name)
                               for v, name in zip(moment, ("start", "end", "score"))))
         if (video, index) in out:
             raise MetricInputError(f"{path}: {where}: duplicated query")
@@ -201,42 +199,21 @@ def load_grounding_predictions(path: str | Path
 
 
 def _read_json_list(path: Path) -> list:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except FileNotFoundError as exc:
-        raise MetricInputError(f"{path}: file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise MetricInputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): "
-                         f"{exc.msg}") from exc
+    data = read_json(path)
     if not isinstance(data, list):
         raise MetricInputError(f"{path}: expected a JSON list of queries, got {type(data).__name__}")
     return data
 
 
 def _query(item, path: Path, i: int) -> Query:
-    video = _require(item, "video", path, f"item {i}")
-    index = _require(item, "sentence_index", path, f"item {i} ({video!r})")
+    video = require(item, "video", path, f"item {i}")
+    index = require(item, "sentence_index", path, f"item {i} ({video!r})")
     if isinstance(index, bool) or not isinstance(index, int):
         raise MetricInputError(f"{path}: item {i} ({video!r}): sentence_index {index!r} must be an "
                          f"integer")
     return str(video), index
 
 
-def _require(obj, key: str, path: Path, where: str):
-    if not isinstance(obj, dict) or key not in obj:
-        raise MetricInputError(f"{path}: {where}: missing key {key!r}")
-    return obj[key]
-
-
-def _number(value, path: Path, where: str, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise MetricInputError(f"{path}: {where}: {name} {value!r} is not a number") from None
-    if math.isnan(out):
-        raise MetricInputError(f"{path}: {where}: {name} is NaN")
-    return out
 
 
 def _preview(queries: Sequence[Query], limit: int = 10) -> str:

@@ -4,8 +4,6 @@ import json
 
 import click
 
-from downstream.tal import METHODS
-
 COMMANDS: list[click.Command] = []
 
 
@@ -15,7 +13,9 @@ def train() -> None:
 
 
 @train.command(name="tal")
-@click.option("--method", type=click.Choice(sorted(METHODS)), required=True)
+# A plain string checked against downstream.tal.METHODS when the command runs, so that
+# `weakfeat --help` need not import torch.
+@click.option("--method", required=True, help="mil | asl | rskp | lacp")
 @click.option("--features", required=True, help="feature store (.zarr or .h5)")
 @click.option("--manifest", required=True, type=click.Path(exists=True), help="manifest folder")
 @click.option("--out", required=True, type=click.Path(), help="run folder to create")
@@ -25,8 +25,12 @@ def train() -> None:
 @click.option("--resume", is_flag=True, help="continue the run in --out")
 def train_tal_command(method, features, manifest, out, config_path, overrides, resume) -> None:
     """Temporal action localization: mil | asl | rskp | lacp (LACP needs point labels)."""
+    from downstream.tal import METHODS
     from downstream.tal.train import train_tal
 
+    if method not in METHODS:
+        raise click.BadParameter(f"{method!r}; choose one of {sorted(METHODS)}",
+                                 param_hint="--method")
     results = train_tal(method=method, features=features, manifest=manifest, out=out,
                         overrides=overrides, config_path=config_path, resume=resume)
     click.echo(json.dumps(results, indent=1, sort_keys=True))

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from extract.store import export, tools
+# Commands import their implementation when they run: `weakfeat --help` should not pay for
+# torch, zarr and h5py.
 
 
 @click.command(name="features")
@@ -35,6 +36,7 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
              batch_size, shard, workers, scheduler, device, decode_threads, videos_root, dtype,
              codec) -> None:
     """Export per-clip features of a manifest's videos into a store (resumable)."""
+    from extract.store import export
     if (run_dir is None) == (backbone is None):
         raise click.UsageError("give exactly one of --run RUN_DIR and --backbone NAME")
     if workers and scheduler:
@@ -63,6 +65,7 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
 @click.option("--split", default=None, help="with --manifest: only this split")
 def inspect(store, verify, as_json, manifest, split) -> None:
     """Counts, dims, provenance, incomplete / failed videos; exit 1 on any problem."""
+    from extract.store import tools
     try:
         report = tools.inspect_store(store, verify=verify, manifest=manifest, split=split)
     except (ValueError, RuntimeError) as exc:
@@ -87,6 +90,7 @@ def inspect(store, verify, as_json, manifest, split) -> None:
 def import_npy(folder, store, fps, clip, step, backbone, supervision, weights_sha256,
                manifest) -> None:
     """Import one (T, D) .npy per video (ActionFormer / ASL / LACP / MS-TCN format)."""
+    from extract.store import export, tools
     try:
         count = tools.import_npy(folder, store, fps=fps, clip=export.parse_clip(clip),
                                  step=step, backbone=backbone, supervision=supervision,
@@ -101,6 +105,7 @@ def import_npy(folder, store, fps, clip, step, backbone, supervision, weights_sh
 @click.argument("folder")
 def export_npy(store, folder) -> None:
     """Write one (T, D) float32 .npy per video, plus store_meta.json."""
+    from extract.store import tools
     click.echo(f"{folder}: wrote {tools.export_npy(store, folder)} videos")
 
 
@@ -110,6 +115,7 @@ def export_npy(store, folder) -> None:
 @click.option("--codec", default=None)
 def convert(src, dst, codec) -> None:
     """Copy a store to another backend (zarr <-> HDF5) or codec; resumable."""
+    from extract.store import tools
     try:
         count = tools.convert_store(src, dst, codec=codec)
     except (ValueError, RuntimeError) as exc:
@@ -121,10 +127,11 @@ def convert(src, dst, codec) -> None:
 @click.argument("a")
 @click.argument("b")
 @click.option("--out", required=True)
-@click.option("--align", type=click.Choice(tools.ALIGNMENTS), default="linear",
+@click.option("--align", type=click.Choice(("linear", "nearest")), default="linear",  # = tools.ALIGNMENTS
               show_default=True, help="how B is resampled to A's clip centres")
 def combine(a, b, out, align) -> None:
     """Concatenate stores A and B along D on A's timestamps (e.g. RGB + optical flow)."""
+    from extract.store import tools
     try:
         result = tools.combine_stores(a, b, out, align=align)
     except (ValueError, RuntimeError) as exc:

@@ -127,19 +127,20 @@ def temporal_subsample(clip: torch.Tensor, num_samples: int) -> torch.Tensor:
     return clip.index_select(1, indices.to(clip.device))
 
 
-def prepare_clip(clip_uint8: torch.Tensor, spec: InputSpec, *, train: bool,
+def prepare_clip(clip_uint8: torch.Tensor, spec: InputSpec, *, train: bool, flip: bool = True,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Decoded frames -> the backbone's normalized input. (C, T, H, W) uint8 -> float.
 
     Scales to [0, 1], resizes the short side to ``spec.short_side``, crops ``spec.crop_size``
-    (train: random crop and a random horizontal flip drawn from `generator`; test: centre
-    crop) and normalizes with ``spec.mean`` / ``spec.std``. The number of frames is left as
+    (train: random crop and, if ``flip``, a random horizontal flip drawn from `generator`;
+    test: centre crop) and normalizes with ``spec.mean`` / ``spec.std``. Turn ``flip`` off when
+    classes are direction-sensitive (left vs right, clockwise vs counter-clockwise). The number of frames is left as
     is: read ``spec.num_frames`` frames ``spec.frame_stride`` apart before calling this.
     """
     clip = resize_short_side(to_float01(clip_uint8), spec.short_side)
     if train:
         clip = random_crop(clip, spec.crop_size, generator)
-        if float(torch.rand((), generator=generator)) < 0.5:
+        if flip and float(torch.rand((), generator=generator)) < 0.5:
             clip = horizontal_flip(clip)
     else:
         clip = center_crop(clip, spec.crop_size)

@@ -19,7 +19,7 @@ from data_manifests.converters.common import (
     SourceFiles,
     check_unique,
     error_at,
-    parse_int,
+    read_id_names,
     resolve_paths,
     split_order,
 )
@@ -34,20 +34,7 @@ NAME = re.compile(r"^(P\d+)_([a-z]+\d*)_P\d+_([a-z]+)$")  # person, camera, acti
 
 def read_mapping(files: SourceFiles) -> tuple[str, ...]:
     """The 48 action classes in id order (``<id> <action>`` rows, ids 0..47)."""
-    path = files.find(MAPPING_FILE)
-    rows: dict[int, str] = {}
-    seen: dict[str, str] = {}
-    for line_no, line in enumerate(files.read_lines(path), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ManifestError(path, line_no, None, f"expected '<id> <action>', got {line!r}")
-        check_unique(seen, parts[1], f"{path}:{line_no}", "class")
-        rows[parse_int(parts[0], path, line_no, "id")] = parts[1]
-    if sorted(rows) != list(range(len(rows))):
-        raise ManifestError(path, None, "id", f"ids must be 0..{len(rows) - 1}")
-    return tuple(rows[i] for i in range(len(rows)))
+    return read_id_names(files, files.find(MAPPING_FILE), first_id=0)
 
 
 def frames_to_segments(labels: list[str], fps: float) -> list[Segment]:

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,36 @@ class SourceFiles:
             return path.relative_to(self.root).as_posix()
         except ValueError:  # a file passed in from outside the root (e.g. Charades for STA)
             return path.as_posix()
+
+
+def whitespace_rows(files: SourceFiles, path: Path, form: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a whitespace-separated file, blank lines skipped.
+
+    ``form`` names the fields, e.g. ``"video start end"``; a row with another number of fields
+    is an error naming file:line and the row.
+    """
+    expected = len(form.split())
+    for line_no, line in enumerate(files.read_lines(path), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != expected:
+            raise ManifestError(path, line_no, None, f"expected '{form}', got {line!r}")
+        yield line_no, parts
+
+
+def read_id_names(files: SourceFiles, path: Path, *, first_id: int) -> tuple[str, ...]:
+    """Names in id order from ``<id> <name>`` rows whose ids run ``first_id, first_id + 1, ...``."""
+    rows: dict[int, str] = {}
+    seen: dict[str, str] = {}
+    for line_no, (number, name) in whitespace_rows(files, path, "<id> <name>"):
+        check_unique(seen, name, f"{path}:{line_no}", "class")
+        rows[parse_int(number, path, line_no, "id")] = name
+    expected = list(range(first_id, first_id + len(rows)))
+    if sorted(rows) != expected:
+        raise ManifestError(path, None, "id",
+                            f"ids must be {first_id}..{first_id + len(rows) - 1}, got {sorted(rows)}")
+    return tuple(rows[i] for i in expected)
 
 
 def error_at(where: str, field: str | None, message: str) -> ManifestError:

@@ -16,14 +16,14 @@ from data_manifests.converters.common import (
     KeptApart,
     Quirks,
     SourceFiles,
-    check_unique,
     error_at,
     fit_interval,
     num_frames_at,
     parse_float,
-    parse_int,
+    read_id_names,
     resolve_paths,
     split_order,
+    whitespace_rows,
 )
 from data_manifests.schema import ManifestError, ManifestMeta, Segment, VideoRecord
 
@@ -53,19 +53,7 @@ def read_classes(files: SourceFiles) -> tuple[str, ...]:
     path = files.find(CLASS_LIST, required=False)
     if path is None:
         return tuple(sorted(p.stem for p in _annotation_files(files)))
-    rows: dict[int, str] = {}
-    seen: dict[str, str] = {}
-    for line_no, line in enumerate(files.read_lines(path), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ManifestError(path, line_no, None, f"expected '<id> <name>', got {line!r}")
-        check_unique(seen, parts[1], f"{path}:{line_no}", "class")
-        rows[parse_int(parts[0], path, line_no, "id")] = parts[1]
-    if sorted(rows) != list(range(1, len(rows) + 1)):
-        raise ManifestError(path, None, "id", f"ids must be 1..{len(rows)}, got {sorted(rows)}")
-    return tuple(rows[i] for i in sorted(rows))
+    return read_id_names(files, path, first_id=1)
 
 
 def read_durations(files: SourceFiles) -> tuple[dict[str, tuple[str, float]], Path]:
@@ -105,13 +93,8 @@ def build(annotations_dir: Path, *, videos_root: Path | None = None,
     aside: list[KeptApart] = []
     for label in classes:
         path = files.find(f"{label}.txt")
-        for line_no, line in enumerate(files.read_lines(path), start=1):
-            parts = line.split()
-            if not parts:
-                continue
+        for line_no, parts in whitespace_rows(files, path, "video start end"):
             where = f"{path}:{line_no}"
-            if len(parts) != 3:
-                raise error_at(where, None, f"expected 'video start end', got {line!r}")
             video_id = parts[0]
             start = parse_float(parts[1], path, line_no, "start")
             end = parse_float(parts[2], path, line_no, "end")

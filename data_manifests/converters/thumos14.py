@@ -27,6 +27,7 @@ from data_manifests.converters.common import (
     parse_float,
     parse_int,
     resolve_paths,
+    whitespace_rows,
 )
 from data_manifests.schema import ManifestError, ManifestMeta, Point, Segment, VideoRecord
 
@@ -49,12 +50,7 @@ def read_class_list(files: SourceFiles) -> tuple[str, ...]:
     """The 20 detection classes in ``detclasslist.txt`` order (``<index> <name>`` rows)."""
     path = files.find(CLASS_LIST)
     seen: dict[str, str] = {}
-    for line_no, line in enumerate(files.read_lines(path), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ManifestError(path, line_no, "class", f"expected '<index> <name>', got {line!r}")
+    for line_no, parts in whitespace_rows(files, path, "<index> <name>"):
         parse_int(parts[0], path, line_no, "index")
         check_unique(seen, parts[1], f"{path}:{line_no}", "class")
     return tuple(seen)
@@ -63,13 +59,7 @@ def read_class_list(files: SourceFiles) -> tuple[str, ...]:
 def read_intervals(files: SourceFiles, path: Path) -> list[tuple[str, float, float, str]]:
     """``(video, start, end, "file:line")`` rows of one per-class file."""
     rows = []
-    for line_no, line in enumerate(files.read_lines(path), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise ManifestError(path, line_no, None,
-                                f"expected 'video start end', got {line!r}")
+    for line_no, parts in whitespace_rows(files, path, "video start end"):
         start = parse_float(parts[1], path, line_no, "start")
         end = parse_float(parts[2], path, line_no, "end")
         rows.append((parts[0], start, end, f"{path}:{line_no}"))
@@ -80,13 +70,7 @@ def read_lengths(files: SourceFiles, path: Path) -> dict[str, tuple[float, int]]
     """``video -> (duration s, num_frames)`` from ``video duration_sec num_frames`` rows."""
     out: dict[str, tuple[float, int]] = {}
     seen: dict[str, str] = {}
-    for line_no, line in enumerate(files.read_lines(path), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise ManifestError(path, line_no, None,
-                                f"expected 'video duration num_frames', got {line!r}")
+    for line_no, parts in whitespace_rows(files, path, "video duration num_frames"):
         check_unique(seen, parts[0], f"{path}:{line_no}", "video")
         duration = parse_float(parts[1], path, line_no, "duration")
         if duration <= 0:

@@ -18,11 +18,20 @@ COMMANDS: list[click.Command] = []
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume: bool) -> None:
     """Train a backbone on long videos; writes config.yaml, checkpoints/, metrics.jsonl."""
+    from data_manifests.run_folder import RunFolder
     from extract.training.config import load_stage1_config
+    from extract.training.evaluate import evaluate_run
     from extract.training.loop import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run = train(load_stage1_config(config_path, overrides), out, resume=resume)
+    config = load_stage1_config(config_path, overrides)
+    run = train(config, out, resume=resume)
+    if config.eval.split:  # the run's own evaluation, as its config asks (results.json, plots)
+        result = evaluate_run(run, config.data.manifest, split=config.eval.split,
+                              views=f"{config.eval.views_t}x{config.eval.views_s}",
+                              videos_root=config.data.videos_root, device=config.train.device,
+                              plot_videos=config.eval.plot_videos)
+        RunFolder(run).write_results(result)
     click.echo(str(run))
 
 

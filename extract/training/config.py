@@ -86,7 +86,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    split: str = "test"  # split evaluated at the end of training (None-like "": skip)
+    split: str = "test"  # split `weakfeat extract train` evaluates at the end ("": skip)
     views_t: int = 10  # temporal clips per video, evenly spaced
     views_s: int = 1  # spatial crops per clip (1: centre, 3: three crops)
     plot_videos: int = 3  # videos drawn as per-class curves (Fig. 4)

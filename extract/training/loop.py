@@ -288,19 +288,9 @@ def _read_frames(manifest: Manifest, videos_root: str | None, video: VideoRecord
 def _train_transform(spec: Any, flip: bool, frames: Tensor, generator: torch.Generator
                      ) -> Tensor:
     """Random crop (and flip if asked): uint8 (C, T, H, W) -> normalized float."""
-    from extract.transforms import (
-        normalize,
-        prepare_clip,
-        random_crop,
-        resize_short_side,
-        to_float01,
-    )
+    from extract.transforms import prepare_clip
 
-    if flip:
-        return prepare_clip(frames, spec, train=True, generator=generator)
-    clip = random_crop(resize_short_side(to_float01(frames), spec.short_side), spec.crop_size,
-                       generator)
-    return normalize(clip, spec.mean, spec.std)
+    return prepare_clip(frames, spec, train=True, flip=flip, generator=generator)
 
 
 def _eval_transform(spec: Any, frames: Tensor) -> Tensor:

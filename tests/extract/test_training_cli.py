@@ -30,6 +30,8 @@ def test_train_then_evaluate(tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert (out / "checkpoints" / "last.pt").exists()
     assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["lr"] == 0.01
+    # train evaluates its eval.split at the end with the config's views (default 10x1)
+    assert json.loads((out / "results.json").read_text())["views"] == "10x1"
 
     result = runner.invoke(extract, ["evaluate", str(out), "--manifest", str(manifest),
                                      "--split", "test", "--views", "4x3"])

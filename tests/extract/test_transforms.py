@@ -114,3 +114,18 @@ def test_prepare_clip_train_mode_is_reproducible():
                          generator=torch.Generator().manual_seed(s)).sum().item()
             for s in range(20)}
     assert len(outs) > 1  # crops/flips actually vary
+
+
+def test_prepare_clip_without_flip_never_mirrors():
+    # An asymmetric clip: a flip would move the bright column from the left to the right side.
+    clip = torch.zeros(3, 2, 8, 8, dtype=torch.uint8)
+    clip[:, :, :, 0] = 255
+    full = InputSpec(num_frames=2, frame_stride=1, crop_size=8, short_side=8,
+                     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # crop = frame: no offset
+    flipped = sum(bool(prepare_clip(clip, full, train=True, generator=torch.Generator()
+                                    .manual_seed(seed))[..., -1].mean() > 0) for seed in range(20))
+    assert 0 < flipped < 20  # with flips on, some seeds mirror the clip
+    for seed in range(20):
+        out = prepare_clip(clip, full, train=True, flip=False,
+                           generator=torch.Generator().manual_seed(seed))
+        assert out[..., 0].mean() > out[..., -1].mean()

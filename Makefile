@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/weakfeat pipelines run demo --out demo_out
+	$(BIN)/weakfeat pipelines run demo --out demo_out --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests

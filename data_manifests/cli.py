@@ -1,15 +1,17 @@
-"""`weakfeat data`: build, check and synthesize dataset manifests."""
+"""`weakfeat data`: build, check and synthesize dataset manifests.
+
+The command modules are imported when one of their commands runs (``LazyGroup``), so that
+`weakfeat --help` stays fast.
+"""
 
 import click
 
-from data_manifests.converters.commands import COMMANDS as CONVERTER_COMMANDS
-from data_manifests.synthetic.commands import COMMANDS as SYNTH_COMMANDS
+from data_manifests.lazy_group import LazyGroup
 
 
-@click.group(name="data")
+@click.group(name="data", cls=LazyGroup, sources={
+    "data_manifests.converters.commands": ("build", "stats", "validate"),
+    "data_manifests.synthetic.commands": ("synth",),
+})
 def data() -> None:
     """Dataset manifests: build from official annotations, stats, validate, synthesize."""
-
-
-for _command in (*CONVERTER_COMMANDS, *SYNTH_COMMANDS):
-    data.add_command(_command)

@@ -59,8 +59,8 @@ class RunFolder:
         with self.metrics_path.open() as fh:
             return iter([json.loads(line) for line in fh if line.strip()])
 
-    def write_results(self, results: dict[str, Any]) -> Path:
-        out = self.path / "results.json"
+    def write_results(self, results: dict[str, Any], name: str = "results.json") -> Path:
+        out = self.path / name
         atomic_write_text(out, json.dumps(results, indent=1, sort_keys=True) + "\n")
         return out
 

@@ -1,15 +1,17 @@
-"""`weakfeat downstream`: stage 2 (task models on feature stores, and their metrics)."""
+"""`weakfeat downstream`: stage 2 (task models on feature stores, and their metrics).
+
+The command modules are imported when one of their commands runs (``LazyGroup``):
+``downstream.tal`` imports torch, which `weakfeat --help` should not pay for.
+"""
 
 import click
 
-from downstream.metrics.commands import COMMANDS as METRIC_COMMANDS
-from downstream.tal.commands import COMMANDS as TAL_COMMANDS
+from data_manifests.lazy_group import LazyGroup
 
 
-@click.group(name="downstream")
+@click.group(name="downstream", cls=LazyGroup, sources={
+    "downstream.tal.commands": ("train", "predict"),
+    "downstream.metrics.commands": ("evaluate",),
+})
 def downstream() -> None:
     """Stage 2: train task models on feature stores; evaluate standard prediction files."""
-
-
-for _command in (*TAL_COMMANDS, *METRIC_COMMANDS):
-    downstream.add_command(_command)

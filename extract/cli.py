@@ -1,16 +1,19 @@
-"""`weakfeat extract`: stage 1 (backbones, training, feature export and the store)."""
+"""`weakfeat extract`: stage 1 (backbones, training, feature export and the store).
+
+The command modules are imported when one of their commands runs (``LazyGroup``): their
+packages import torch, zarr and h5py, which `weakfeat --help` should not pay for.
+"""
 
 import click
 
-from extract.backbones.commands import COMMANDS as BACKBONE_COMMANDS
-from extract.store.commands import COMMANDS as STORE_COMMANDS
-from extract.training.commands import COMMANDS as TRAINING_COMMANDS
+from data_manifests.lazy_group import LazyGroup
 
 
-@click.group(name="extract")
+@click.group(name="extract", cls=LazyGroup, sources={
+    "extract.backbones.commands": ("classify",),
+    "extract.training.commands": ("train", "evaluate"),
+    "extract.store.commands": ("features", "inspect", "import-npy", "export-npy", "convert",
+                               "combine"),
+})
 def extract() -> None:
     """Stage 1: train backbones on long videos (full / noisy / adaptfocus), export features."""
-
-
-for _command in (*BACKBONE_COMMANDS, *TRAINING_COMMANDS, *STORE_COMMANDS):
-    extract.add_command(_command)

@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from data_manifests.run_folder import atomic_write_text
-from pipelines.recipe import RecipeError, list_recipes, load_recipe
+from pipelines.figures import gather_figures
+from pipelines.recipe import (
+    RecipeError,
+    list_recipes,
+    load_recipe,
+    parse_params,
+    require_params,
+)
 from pipelines.runner import gather_results, run_recipe
 from pipelines.tables import render_csv, render_markdown
 
@@ -30,24 +37,47 @@ def list_command() -> None:
 @click.argument("recipe")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: runs/<recipe name>).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
-def run_command(recipe: str, out: Path | None, dry_run: bool) -> None:
-    """Run RECIPE (a name from `pipelines list` or a .yaml path); re-running skips done steps."""
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Set a recipe parameter, e.g. --param videos=/data/charades (repeatable).")
+@click.option("--dry-run", is_flag=True,
+              help="Build the manifests into OUT/.dry-run, resolve every config, check the "
+                   "videos root and print the plan with clip estimates; train nothing.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N",
+              help="Run up to N independent steps at once, each with OMP_NUM_THREADS and "
+                   "MKL_NUM_THREADS = cores // N (unless set in the environment).")
+def run_command(recipe: str, out: Path | None, params: tuple[str, ...], dry_run: bool,
+                jobs: int) -> None:
+    """Run RECIPE (a name from `pipelines list` or a .yaml path); re-running skips done steps
+    and resumes interrupted ones (Ctrl-C stops the running steps; run again to resume)."""
     root = out or Path("runs") / Path(recipe).stem
     try:
-        loaded = load_recipe(recipe, root)
+        loaded = load_recipe(recipe, root, parse_params(params))
+        if not dry_run:
+            require_params(loaded)
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from exc
-    report = run_recipe(loaded, root, dry_run=dry_run, echo=click.echo)
-    if not dry_run:
-        write_outputs(loaded, root, echo=click.echo)
+    if dry_run:
+        from pipelines.dry_run import plan_recipe
+
+        plan = plan_recipe(loaded, root, echo=click.echo)
+        if not plan.ok:
+            sys.exit(1)
+        return
+    try:
+        report = run_recipe(loaded, root, echo=click.echo, jobs=jobs)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to resume", err=True)
+        sys.exit(130)
+    write_outputs(loaded, root, echo=click.echo)
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
 
 
 def write_outputs(recipe, root: Path, echo=print) -> None:
-    """results.json plus every table as Markdown and CSV under ROOT/tables; prints the tables."""
+    """results.json, every table as Markdown and CSV under ROOT/tables (printed), and the
+    finished steps' plots under ROOT/figures (with index.md)."""
     results = gather_results(recipe, root)
     atomic_write_text(root / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
     tables = root / "tables"
@@ -57,3 +87,7 @@ def write_outputs(recipe, root: Path, echo=print) -> None:
         atomic_write_text(tables / f"{spec['name']}.md", markdown)
         atomic_write_text(tables / f"{spec['name']}.csv", render_csv(spec, results))
         echo("\n" + markdown)
+    figures = gather_figures(recipe, root)
+    if figures:
+        count = sum(len(paths) for paths in figures.values())
+        echo(f"\n{count} figure(s) of {len(figures)} step(s): {root / 'figures' / 'index.md'}")

@@ -15,9 +15,18 @@ A recipe holds ``name``, ``description``, ``steps`` and optional ``tables`` (see
 
 Placeholders: ``{out}`` (this step's folder), ``{<step id>}`` (a needed step's folder; a seeded
 step's id without the suffix means the same seed), ``{seed}``, ``{recipe_dir}``, ``{root}``
-(the pipeline's output folder), ``{extract_configs}`` (the shipped stage-1 configs). A step's folder is ``<root>/<id>-<key>``, where the key hashes
-its resolved command and the keys of what it needs: changing a config re-runs exactly the
-steps downstream of it and nothing else.
+(the pipeline's output folder), ``{extract_configs}`` (the shipped stage-1 configs), and the
+recipe's parameters. A step's folder is ``<root>/<id>-<key>``, where the key hashes its
+resolved command and the keys of what it needs: changing a config re-runs exactly the steps
+downstream of it and nothing else.
+
+Parameters: a recipe may declare ``params: {annotations: ../shared/data/annotations/x,
+videos: null}`` (name -> default); ``weakfeat pipelines run RECIPE --param videos=/data/x``
+overrides them and ``{videos}`` is replaced by the value. Path parameters (``annotations``,
+``videos`` and names ending in ``_dir``, ``_root`` or ``_path``) are made absolute (relative to
+the CWD) first, so a step key changes with the folder a path names, not with how it was
+written. A parameter left ``null`` stays as ``{name}`` in the commands of the steps that use
+it: such steps can be planned (``--dry-run``) but not run (:func:`require_params`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +62,7 @@ class Step:
     allow_exit: tuple[int, ...] = ()
     seed: int | None = None
     base_id: str = ""  # id before seed expansion
+    unset: tuple[str, ...] = ()  # null params its commands use ({name} left in them)
 
     def folder(self, root: Path) -> Path:
         return root / f"{self.id}-{self.key[:10]}"
@@ -63,6 +75,7 @@ class Recipe:
     path: Path
     steps: tuple[Step, ...]  # in dependency order
     tables: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    params: Mapping[str, str | None] = field(default_factory=dict)  # resolved values
 
     def step(self, step_id: str) -> Step:
         return {s.id: s for s in self.steps}[step_id]
@@ -88,8 +101,12 @@ def list_recipes() -> list[tuple[str, str]]:
     return [(name, desc[0]) for name, desc in out]
 
 
-def load_recipe(name_or_path: str | Path, root: Path) -> Recipe:
-    """Parse, expand seeds, order by dependencies and key every step."""
+def load_recipe(name_or_path: str | Path, root: Path,
+                params: Mapping[str, str] | None = None) -> Recipe:
+    """Parse, expand seeds, order by dependencies and key every step.
+
+    ``params`` override the recipe's ``params`` defaults (unknown names are errors).
+    """
     path = recipe_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -97,17 +114,86 @@ def load_recipe(name_or_path: str | Path, root: Path) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
         raise RecipeError(f"{path}: a recipe is a mapping with a 'steps' list")
-    unknown = set(raw) - {"name", "description", "steps", "tables"}
+    unknown = set(raw) - {"name", "description", "steps", "tables", "params"}
     if unknown:
         raise RecipeError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
+    name = str(raw.get("name", path.stem))
     specs = [_check_step(path, i, s) for i, s in enumerate(raw["steps"])]
+    values = _resolve_params(path, name, raw.get("params"), params or {},
+                             {s["id"] for s in specs})
     expanded = _expand_seeds(specs)
     ordered = _topological(path, expanded)
     steps: dict[str, Step] = {}
     for spec in ordered:
-        steps[spec["id"]] = _resolve(path, spec, steps, root)
-    return Recipe(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
-                  path=path, steps=tuple(steps.values()), tables=tuple(raw.get("tables") or ()))
+        steps[spec["id"]] = _resolve(path, spec, steps, root, values)
+    return Recipe(name=name, description=str(raw.get("description", "")), path=path,
+                  steps=tuple(steps.values()), tables=tuple(raw.get("tables") or ()),
+                  params=values)
+
+
+def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["videos=/data/x", ...]`` (the ``--param`` options) -> ``{"videos": "/data/x"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise RecipeError(f"--param {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
+
+
+def require_params(recipe: Recipe) -> None:
+    """Raise when a step to run uses a parameter that has no value, or a path parameter names
+    nothing that exists."""
+    absent = [f"--param {name}={value}" for name, value in recipe.params.items()
+              if value is not None and is_path_param(name) and not os.path.exists(value)]
+    if absent:
+        raise RecipeError(f"recipe {recipe.name} ({recipe.path}): no such file or folder: "
+                          + "; ".join(absent))
+    missing: dict[str, list[str]] = {}
+    for step in recipe.steps:
+        for name in step.unset:
+            missing.setdefault(name, []).append(step.id)
+    if missing:
+        lines = [f"--param {name}=... (used by {', '.join(ids[:3])}"
+                 f"{f' and {len(ids) - 3} more' if len(ids) > 3 else ''})"
+                 for name, ids in sorted(missing.items())]
+        raise RecipeError(f"recipe {recipe.name} ({recipe.path}) needs a value for: "
+                          + "; ".join(lines) + " (--dry-run plans without them)")
+
+
+_BUILTIN_PLACEHOLDERS = {"out", "seed", "recipe_dir", "root", "extract_configs"}
+
+
+def is_path_param(name: str) -> bool:
+    """Parameters that name files or folders (made absolute before substitution)."""
+    return name in ("annotations", "videos") or name.endswith(("_dir", "_root", "_path"))
+
+
+def _resolve_params(path: Path, name: str, declared: Any, given: Mapping[str, str],
+                    step_ids: set[str]) -> dict[str, str | None]:
+    if declared is None:
+        declared = {}
+    if not isinstance(declared, dict):
+        raise RecipeError(f"{path}: 'params' must map names to default values, got {declared!r}")
+    clashes = sorted(set(declared) & (step_ids | _BUILTIN_PLACEHOLDERS))
+    if clashes:
+        raise RecipeError(f"{path}: param name(s) {clashes} clash with a step id or a built-in "
+                          "placeholder")
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise RecipeError(f"recipe {name} ({path}): unknown param(s) {unknown}; known: "
+                          f"{', '.join(sorted(declared)) or '(none)'}")
+    values: dict[str, str | None] = {}
+    for key, default in declared.items():
+        value = given.get(key, default)
+        if value is None or value == "":
+            values[key] = None
+        elif is_path_param(key):
+            values[key] = os.path.abspath(os.path.expanduser(str(value)))
+        else:
+            values[key] = str(value)
+    return values
 
 
 _STEP_KEYS = {"id", "needs", "seeds", "command", "commands", "resume", "results", "allow_exit"}
@@ -175,9 +261,13 @@ def _extract_configs_dir() -> str:
     return str(Path(next(iter(spec.submodule_search_locations)), "training", "configs").resolve())
 
 
-def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path) -> Step:
+def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path,
+             params: Mapping[str, str | None]) -> Step:
     values = {"recipe_dir": str(path.parent.resolve()), "root": str(root.resolve()),
               "extract_configs": _extract_configs_dir()}
+    unset = {name for name, value in params.items() if value is None}
+    values.update({name: value for name, value in params.items() if value is not None})
+    used_unset: list[str] = []
     if spec["seed"] is not None:
         values["seed"] = str(spec["seed"])
     for need in spec["needs"]:
@@ -189,9 +279,14 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
             name = match.group(1)
             if name == "out":
                 return "{out}"  # known only when the step's key is
+            if name in unset:
+                if name not in used_unset:
+                    used_unset.append(name)
+                return "{" + name + "}"  # no value: the step can be planned, not run
             if name not in values:
+                known = ", ".join(sorted([*values, *unset]))
                 raise RecipeError(f"{path}: step {spec['id']!r}: unknown placeholder {{{name}}} "
-                                  f"(known: out, {', '.join(sorted(values))})")
+                                  f"(known: out, {known})")
             return values[name]
         return _PLACEHOLDER.sub(sub, str(arg))
 
@@ -207,4 +302,4 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
                 resume=tuple(str(a) for a in spec.get("resume", ())),
                 results=spec.get("results"),
                 allow_exit=tuple(int(c) for c in spec.get("allow_exit", ())),
-                seed=spec["seed"], base_id=spec["base_id"])
+                seed=spec["seed"], base_id=spec["base_id"], unset=tuple(used_unset))

@@ -11,15 +11,26 @@ take the runner down), writing only inside its folder ``<root>/<id>-<key>``:
 
 A failed step stops its dependants (reported as blocked) and leaves every finished step in
 place; the run ends with a summary and a non-zero exit status.
+
+``jobs=N`` runs up to N ready steps at once (ready: every step it needs is done, cached or
+settled), each from its own thread, picking ready steps in recipe order. Each step process
+then gets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = cores // N (unless already set), so N
+steps share the cores instead of each taking all of them. ``jobs=1`` runs the steps in the
+calling thread, one after the other, with the environment untouched. On Ctrl-C the running
+step processes are terminated and keep their ``.step-started.json``: the next run resumes them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +45,7 @@ DONE, STARTED, LOG = ".step-done.json", ".step-started.json", ".step.log"
 @dataclass
 class StepOutcome:
     step: Step
-    status: str  # "done" (ran now), "cached", "failed", "blocked", "planned"
+    status: str  # "done" (ran now), "cached", "failed", "blocked", "planned", "interrupted"
     seconds: float = 0.0
     detail: str = ""
 
@@ -83,36 +94,172 @@ def is_done(step: Step, root: Path) -> bool:
     return (step.folder(root) / DONE).exists()
 
 
+def step_environment(jobs: int, environ: Mapping[str, str] | None = None,
+                     cores: int | None = None) -> dict[str, str] | None:
+    """The environment of every step process: ``None`` (inherit) for one job; for N jobs a copy
+    with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = max(1, cores // N) where the user set none
+    (torch sizes its intra-op pool from ``OMP_NUM_THREADS``)."""
+    if jobs == 1:
+        return None
+    environ = os.environ if environ is None else environ
+    cores = cores or available_cores()
+    env = dict(environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, str(max(1, cores // jobs)))
+    return env
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
-               echo=print) -> RunReport:
-    """Run (or, with ``dry_run``, only plan) every step; returns what happened to each."""
+               echo: Callable[[str], Any] = print, jobs: int = 1) -> RunReport:
+    """Run (or, with ``dry_run``, only plan) every step; returns what happened to each, in
+    recipe order.
+
+    ``jobs`` steps at most run at once; a step starts once every step it needs is settled, and
+    ready steps start in recipe order. Ctrl-C terminates the running steps (they resume on the
+    next run) and re-raises ``KeyboardInterrupt``.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     root.mkdir(parents=True, exist_ok=True)
-    report = RunReport()
-    status: dict[str, str] = {}
+    env = step_environment(jobs)
+    processes = _Processes()
+    outcomes: dict[str, StepOutcome] = {}
+    pending = list(recipe.steps)
+    running: dict[Future, Step] = {}
+    active: list[str] = []  # ids of the steps started and not yet settled
+    number = {step.id: n for n, step in enumerate(recipe.steps, start=1)}
     total = len(recipe.steps)
-    for number, step in enumerate(recipe.steps, start=1):
-        prefix = f"[{number}/{total}] {step.id}"
-        bad_needs = [n for n in step.needs if status[n] in ("failed", "blocked")]
-        if is_done(step, root):
-            outcome = StepOutcome(step, "cached")
-        elif bad_needs:
-            outcome = StepOutcome(step, "blocked", detail=f"needs {', '.join(bad_needs)}")
-        elif dry_run:
-            resuming = (step.folder(root) / STARTED).exists()
-            argvs = step_argvs(step, root, resuming=resuming)
-            outcome = StepOutcome(step, "planned", detail=" && ".join(shown(a) for a in argvs))
-        else:
-            echo(f"{prefix}: running ...")
-            outcome = _run_step(step, root)
-        status[step.id] = outcome.status
-        report.outcomes.append(outcome)
+
+    def settle(step: Step, outcome: StepOutcome) -> None:
+        # Only the calling thread echoes: lines of parallel steps cannot interleave.
+        outcomes[step.id] = outcome
+        if step.id in active:
+            active.remove(step.id)
         timing = f" ({outcome.seconds:.0f} s)" if outcome.status == "done" else ""
-        echo(f"{prefix}: {outcome.status}{timing}" + (f": {outcome.detail}" if outcome.detail
-                                                       and outcome.status != "done" else ""))
-    return report
+        detail = f": {outcome.detail}" if outcome.detail and outcome.status != "done" else ""
+        echo(f"[{number[step.id]}/{total}] {step.id}: {outcome.status}{timing}{detail}")
+
+    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else _InThisThread()
+    try:
+        while pending or running:
+            for future in [f for f in running if f.done()]:
+                settle(running.pop(future), future.result())
+            chosen = _next_step(pending, outcomes, free=len(running) < jobs, dry_run=dry_run,
+                                root=root)
+            if chosen is None:
+                # In dependency order, some pending step is ready once nothing runs.
+                assert running or not pending, f"no step ready among {pending}"
+                wait(running, return_when=FIRST_COMPLETED)
+                continue
+            step, outcome = chosen
+            pending.remove(step)
+            if outcome is not None:
+                settle(step, outcome)
+                continue
+            echo(f"[{number[step.id]}/{total}] {step.id}: running ...")
+            active.append(step.id)
+            running[pool.submit(_run_step, step, root, env, processes)] = step
+    except BaseException:
+        # Ctrl-C (or a bug here): end the running steps; their .step-started.json stays.
+        processes.stop()
+        if active:
+            echo(f"stopped {', '.join(active)}; re-running resumes "
+                 f"{'it' if len(active) == 1 else 'them'}")
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return RunReport([outcomes[step.id] for step in recipe.steps])
 
 
-def _run_step(step: Step, root: Path) -> StepOutcome:
+def _next_step(pending: list[Step], outcomes: dict[str, StepOutcome], *, free: bool,
+               dry_run: bool, root: Path) -> tuple[Step, StepOutcome | None] | None:
+    """The first pending step (recipe order) whose needs are settled and that either settles
+    without a process (returned with its outcome) or can start now (``free``; outcome None)."""
+    for step in pending:
+        if any(need not in outcomes for need in step.needs):
+            continue
+        outcome = _settle_without_running(step, outcomes, dry_run=dry_run, root=root)
+        if outcome is not None or free:
+            return step, outcome
+    return None
+
+
+def _settle_without_running(step: Step, outcomes: dict[str, StepOutcome], *, dry_run: bool,
+                            root: Path) -> StepOutcome | None:
+    """The step's outcome when it needs no process; ``None`` when it has to run."""
+    bad_needs = [n for n in step.needs if outcomes[n].status in ("failed", "blocked")]
+    if is_done(step, root):
+        return StepOutcome(step, "cached")
+    if bad_needs:
+        return StepOutcome(step, "blocked", detail=f"needs {', '.join(bad_needs)}")
+    if step.unset and not dry_run:
+        return StepOutcome(step, "failed", detail="no value for "
+                           + ", ".join(f"--param {name}=..." for name in step.unset))
+    if dry_run:
+        resuming = (step.folder(root) / STARTED).exists()
+        argvs = step_argvs(step, root, resuming=resuming)
+        return StepOutcome(step, "planned", detail=" && ".join(shown(a) for a in argvs))
+    return None
+
+
+class _InThisThread:
+    """The executor for ``jobs=1``: runs each step in the calling thread, to its end."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+class _Processes:
+    """The step processes now running (from any thread), so that Ctrl-C can end them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen] = set()
+        self._stopping = False
+
+    def run(self, argv: list[str], *, log_file: Any, env: dict[str, str] | None) -> int | None:
+        """Run ``argv`` to its end, output to ``log_file``; ``None`` once :meth:`stop` was
+        called (the exit status of a terminated process says nothing about the step)."""
+        with self._lock:  # no process may start after stop() has looked at the live ones
+            if self._stopping:
+                return None
+            process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            self._live.add(process)
+        returncode = process.wait()  # an interrupt here leaves it in _live, for stop()
+        with self._lock:
+            self._live.discard(process)
+            return None if self._stopping else returncode
+
+    def stop(self, grace_s: float = 10.0) -> int:
+        """Terminate every running step process (kill after ``grace_s``); returns how many."""
+        with self._lock:
+            self._stopping = True
+            live = list(self._live)
+        for process in live:
+            process.terminate()
+        for process in live:
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return len(live)
+
+
+def _run_step(step: Step, root: Path, env: dict[str, str] | None,
+              processes: _Processes) -> StepOutcome:
     folder = step.folder(root)
     folder.mkdir(parents=True, exist_ok=True)
     resuming = (folder / STARTED).exists()
@@ -124,8 +271,9 @@ def _run_step(step: Step, root: Path) -> StepOutcome:
         for argv in argvs:
             log_file.write(f"$ {shown(argv)}\n")
             log_file.flush()
-            returncode = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                        check=False).returncode
+            returncode = processes.run(argv, log_file=log_file, env=env)
+            if returncode is None:  # Ctrl-C: no done marker, .step-started.json stays
+                return StepOutcome(step, "interrupted", time.monotonic() - start)
             returncodes.append(returncode)
             if returncode != 0 and returncode not in step.allow_exit:
                 tail = _tail(folder / LOG, 15)

@@ -57,24 +57,28 @@ def open_features(path: Any) -> FeatureReader:
     return open_store(path)
 
 
-def held_out_split(manifest: Manifest, fraction: float) -> tuple[list[str], list[str]]:
-    """Deterministic (train ids, validation ids) for a manifest without a "val" split.
+def held_out_split(manifest: Manifest, fraction: float,
+                   split: str = "train") -> tuple[list[str], list[str]]:
+    """Deterministic (training ids, validation ids) from the videos of one manifest split.
 
-    A video goes to validation when the sha1 of its id, read as a number in [0, 1), is below
-    ``fraction``: the choice depends on the id only, so it is stable across runs and machines.
-    At least one video stays on each side when there are two or more.
+    The videos are ordered by the sha1 of their id and the first ``round(fraction * n)`` are
+    held out: the choice depends on the ids only (no seed, no file order), so it is the same for
+    every run, seed and machine, and the held-out share is the asked one (a threshold on the
+    hash gave 56 of THUMOS'14's 200 videos for 0.2). At least one video stays on each side when
+    there are two or more.
     """
-    ids = [v.video_id for v in manifest.videos if v.split == "train"]
+    ids = [v.video_id for v in manifest.videos if v.split == split]
     if not ids:
-        raise DataError(f"{manifest.root}: no 'train' videos to hold out a validation part from")
+        known = sorted({v.split for v in manifest.videos})
+        raise DataError(f"{manifest.root}: no {split!r} videos to hold out a validation part "
+                        f"from (splits: {', '.join(known)})")
     keyed = sorted(ids, key=lambda i: hashlib.sha1(i.encode()).hexdigest())
-    rank = {i: int(hashlib.sha1(i.encode()).hexdigest()[:8], 16) / 16**8 for i in ids}
-    val = [i for i in keyed if rank[i] < fraction]
-    if not val and len(ids) > 1:
-        val = keyed[:1]
-    if len(val) == len(ids) and len(ids) > 1:
-        val = val[:-1]
-    train = [i for i in ids if i not in set(val)]
+    count = round(fraction * len(ids))
+    if len(ids) > 1:
+        count = min(max(count, 1), len(ids) - 1)
+    val = keyed[:count]
+    held = set(val)
+    train = [i for i in ids if i not in held]
     return sorted(train), sorted(val)
 
 

@@ -21,7 +21,14 @@ THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 @dataclass(frozen=True)
 class DataConfig:
     max_snippets: int = 512  # training crops longer videos to a random window this long (0: off)
-    val_fraction: float = 0.2  # held-out share of "train" when the manifest has no "val" split
+    # The manifest split the model trains on. Checkpoints are selected on the "val" split; when
+    # there is none, or when train_split is "val" itself (THUMOS'14 and MultiTHUMOS train on
+    # their validation videos), a held-out part of train_split is the selection split instead:
+    # round(val_fraction * n) of its videos, the first in the order of the sha1 of their ids
+    # (the same videos for every seed and machine), never trained on. The test split is never
+    # read in training.
+    train_split: str = "train"
+    val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
     cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
 
 

@@ -1,10 +1,12 @@
 """Training of a localization method on a feature store, with checkpoint selection on a
 validation split.
 
-Validation is the manifest's "val" split; without one, a deterministic held-out part of
-"train" (``downstream.data.held_out_split``: the sha1 of each video id decides). The test split
-is never read during training. (The public code of ASL, RSKP and LACP reports the best epoch
-chosen on the test set; this project does not, so its numbers are lower and honest.)
+The model trains on the split ``data.train_split`` ("train" by default). Validation is the
+manifest's "val" split; without one, or when "val" is the training split itself (THUMOS'14), a
+deterministic held-out part of the training split (``downstream.data.held_out_split``: the sha1
+of each video id decides). The test split is never read during training. (The public code of
+ASL, RSKP and LACP reports the best epoch chosen on the test set; this project does not, so its
+numbers are lower and honest.)
 """
 
 from __future__ import annotations
@@ -48,15 +50,26 @@ def build_model(config: TalConfig, *, feature_dim: int, num_classes: int) -> Tal
                                   **dataclasses.asdict(method_config))
 
 
-def split_ids(manifest: Manifest, val_fraction: float) -> tuple[list[str], list[str]]:
-    """(train ids, validation ids): the "val" split, or a held-out part of "train"."""
-    if any(v.split == "val" for v in manifest.videos):
-        train = sorted(v.video_id for v in manifest.videos if v.split == "train")
+def split_ids(manifest: Manifest, train_split: str = "train",
+              val_fraction: float = 0.2) -> tuple[list[str], list[str]]:
+    """(training ids, checkpoint-selection ids).
+
+    Selection is on the "val" split when the manifest has one and ``train_split`` is another
+    split; otherwise on a deterministic held-out ``val_fraction`` of ``train_split``
+    (:func:`downstream.data.held_out_split`), so the two lists never share a video.
+    """
+    if train_split == "test":
+        raise DataError(f"{manifest.root}: data.train_split=test; the test split is the one "
+                        "localization is scored on, never trained on")
+    if train_split != "val" and any(v.split == "val" for v in manifest.videos):
+        train = sorted(v.video_id for v in manifest.videos if v.split == train_split)
         val = sorted(v.video_id for v in manifest.videos if v.split == "val")
         if not train:
-            raise DataError(f"{manifest.root}: no video in split 'train'")
+            known = sorted({v.split for v in manifest.videos})
+            raise DataError(f"{manifest.root}: no video in split {train_split!r} "
+                            f"(data.train_split; splits: {', '.join(known)})")
         return train, val
-    return held_out_split(manifest, val_fraction)
+    return held_out_split(manifest, val_fraction, split=train_split)
 
 
 def ground_truth(manifest: Manifest, video_ids: Sequence[str]) -> dict[str, list[tuple]]:
@@ -116,7 +129,8 @@ def train_tal(*, method: str, features: Any, manifest: str | Path | Manifest, ou
     torch.manual_seed(seed)
 
     # Data
-    train_ids, val_ids = split_ids(manifest, config.data.val_fraction)
+    train_ids, val_ids = split_ids(manifest, config.data.train_split,
+                                   config.data.val_fraction)
     log.info("%d training and %d validation videos", len(train_ids), len(val_ids))
     model = build_model(config, feature_dim=int(store.dim), num_classes=len(manifest.classes))
     train_set = TalDataset(store, manifest, train_ids, needs=model.needs,
@@ -190,7 +204,8 @@ def train_tal(*, method: str, features: Any, manifest: str | Path | Manifest, ou
     # Save
     results = {"method": config.method, "best_epoch": state.best_epoch,
                "val_average_mAP": state.best_score, "epochs": state.epoch,
-               "train_videos": len(train_ids), "val_videos": len(val_ids)}
+               "train_split": config.data.train_split, "train_videos": len(train_ids),
+               "val_videos": len(val_ids)}
     run.write_results(results)
     return results
 

@@ -13,6 +13,7 @@ import extract.pytorchvideo_compat  # noqa: F401  (must run before any pytorchvi
 
 # isort: split
 from extract.backbones.base import InputSpec, VideoBackbone, weights_sha256
+from extract.backbones.c3d import build_c3d_tiny
 from extract.backbones.inception_i3d import build_i3d_inception
 from extract.backbones.mvit import build_mvit_b_16x4, build_mvit_b_32x3, build_mvit_tiny
 from extract.backbones.pretrained import PretrainedWeightsError, load_pretrained
@@ -27,6 +28,7 @@ from extract.backbones.x3d import (
 )
 
 BACKBONES: dict[str, Callable[..., VideoBackbone]] = {
+    "c3d-tiny": build_c3d_tiny,
     "x3d-tiny": build_x3d_tiny,
     "x3d-xs": build_x3d_xs,
     "x3d-s": build_x3d_s,

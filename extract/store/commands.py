@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from extract.clip_grid import parse_clip, parse_shard
+
 # Commands import their implementation when they run: `weakfeat --help` should not pay for
 # torch, zarr and h5py.
 
@@ -45,8 +47,8 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
         summary = export.export_features(
             model_spec=export.ModelSpec(backbone=backbone, pretrained=pretrained, run_dir=run_dir),
             manifest=manifest, store=store, split=split,
-            clip=export.parse_clip(clip) if clip else None, step=step, crops=int(crops),
-            batch_size=batch_size, shard=export.parse_shard(shard), workers=workers,
+            clip=parse_clip(clip) if clip else None, step=step, crops=int(crops),
+            batch_size=batch_size, shard=parse_shard(shard), workers=workers,
             scheduler=scheduler, device=device, videos_root=videos_root, dtype=dtype, codec=codec,
             decode_threads=decode_threads)
     except (ValueError, RuntimeError) as exc:
@@ -90,9 +92,9 @@ def inspect(store, verify, as_json, manifest, split) -> None:
 def import_npy(folder, store, fps, clip, step, backbone, supervision, weights_sha256,
                manifest) -> None:
     """Import one (T, D) .npy per video (ActionFormer / ASL / LACP / MS-TCN format)."""
-    from extract.store import export, tools
+    from extract.store import tools
     try:
-        count = tools.import_npy(folder, store, fps=fps, clip=export.parse_clip(clip),
+        count = tools.import_npy(folder, store, fps=fps, clip=parse_clip(clip),
                                  step=step, backbone=backbone, supervision=supervision,
                                  weights_sha256=weights_sha256, manifest=manifest)
     except (ValueError, RuntimeError) as exc:

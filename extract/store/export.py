@@ -20,9 +20,7 @@ crops (SlowFast ``uniform_crop``) are averaged.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from data_manifests.schema import Manifest, load_manifest
+from extract.clip_grid import clip_count, in_shard
 from extract.store.feature_store import StoreWriter, create_store
 from extract.store.layout import StoreError
 
@@ -59,40 +58,13 @@ class ClipGeometry:
 
 def clip_starts(num_frames: int, geometry: ClipGeometry) -> np.ndarray:
     """(T,) start frame of every clip covering ``num_frames`` frames."""
-    count = 1 + math.ceil(max(0, num_frames - geometry.span) / geometry.step)
-    count = min(count, 1 + (num_frames - 1) // geometry.step)  # every clip starts in the video
+    count = clip_count(num_frames, geometry.clip_frames, geometry.frame_stride, geometry.step)
     return np.arange(count, dtype=np.int64) * geometry.step
 
 
 def clip_timestamps(starts: np.ndarray, geometry: ClipGeometry, fps: float) -> np.ndarray:
     """(T,) clip-centre seconds."""
     return (starts + geometry.span / 2.0) / fps
-
-
-def parse_clip(text: str) -> tuple[int, int]:
-    """``"16x1"`` -> (16, 1)."""
-    try:
-        frames, stride = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--clip must look like FxTAU (e.g. 16x1), got {text!r}") from None
-    return frames, stride
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` -> (i, N) with 0 <= i < N."""
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
-    if not 0 <= index < count:
-        raise ValueError(f"--shard {text}: need 0 <= i < N")
-    return index, count
-
-
-def in_shard(video_id: str, shard: tuple[int, int]) -> bool:
-    """Deterministic partition by a hash of the id: stable when the manifest grows."""
-    digest = hashlib.sha256(video_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
 # ----------------------------------------------------------------------------- the model

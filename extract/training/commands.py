@@ -2,8 +2,10 @@
 
 import json
 import logging
+from pathlib import Path
 
 import click
+import yaml
 
 COMMANDS: list[click.Command] = []
 
@@ -51,7 +53,12 @@ def evaluate_command(run_dir: str, manifest: str, split: str, views: str,
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = evaluate_run(run_dir, manifest, split=split, views=views, videos_root=videos_root,
                           device=device)
-    RunFolder(run_dir).write_results(result)
+    # results.json belongs to the split the run's config evaluates (pipelines gather it); any
+    # other split, e.g. `--split train` to see how the model localizes on its own training
+    # videos, gets its own file instead of overwriting it.
+    own_split = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["eval"]["split"]
+    name = "results.json" if split == own_split else f"results_{split}.json"
+    RunFolder(run_dir).write_results(result, name)
     summary = {k: v for k, v in result.items() if k != "ap_per_class"}
     click.echo(json.dumps(summary, indent=1, sort_keys=True))
 

@@ -28,6 +28,9 @@ class DataConfig:
     # direction-sensitive (move-left vs move-right, rotate-cw vs -ccw) and a flip swaps them.
     # Turn on for real datasets (Charades, Breakfast), as SlowFast/pytorchvideo recipes do.
     horizontal_flip: bool = False
+    # Decode every training video once into RAM (refused above half the machine's memory).
+    # For small datasets (the synthetic presets), where random clip reads are decode-bound.
+    cache_frames: bool = False
 
 
 @dataclass(frozen=True)

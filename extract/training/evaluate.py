@@ -18,7 +18,7 @@ from tqdm import tqdm
 from data_manifests.run_folder import RunFolder
 from data_manifests.schema import Manifest, labels_at_times, load_manifest
 from extract.training.data import ClipGeometry, effective_spec, video_targets
-from extract.training.loop import _read_frames
+from extract.training.frames import StreamingFrames
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ def predict_video_views(model, manifest: Manifest, video, spec, *, views_t: int,
     """Per temporal view: clip-centre times (T,) s and probabilities (T, K), crops averaged."""
     geometry = ClipGeometry(spec.num_frames, spec.frame_stride)
     starts = geometry.evenly_spaced_starts(video, views_t)
+    read = StreamingFrames(manifest, videos_root)
     probs = []
     for start in starts:
-        frames = _read_frames(manifest, videos_root, video, geometry.indices(start))
+        frames = read(video, geometry.indices(start))
         crops = torch.stack(clip_views(frames, spec, views_s)).to(device)
         probs.append(torch.sigmoid(model(crops).float()).mean(dim=0).cpu())
     times = np.array([geometry.centre_time(s, video.fps) for s in starts])

@@ -26,17 +26,19 @@ from tqdm import tqdm
 
 from data_manifests.config import to_dict
 from data_manifests.run_folder import RunFolder, atomic_target
-from data_manifests.schema import Manifest, VideoRecord, load_manifest
+from data_manifests.schema import Manifest, load_manifest
 from extract.adaptfocus import ActionSaliency, adaptfocus_loss, bce_loss, clip_mask, weighting
 from extract.training.config import Stage1Config
 from extract.training.data import (
     ClipGeometry,
     EpochBatches,
+    FrameReader,
     TrainClips,
     effective_spec,
     require_segments,
     steps_per_epoch,
 )
+from extract.training.frames import CachedFrames, StreamingFrames
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,9 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
                           frame_stride=config.model.frame_stride,
                           crop_size=config.model.crop_size, short_side=config.model.short_side)
     geometry = ClipGeometry(spec.num_frames, spec.frame_stride)
-    dataset = TrainClips(manifest, geometry=geometry,
-                         read=partial(_read_frames, manifest, config.data.videos_root),
+    read = (CachedFrames(manifest, config.data.videos_root, progress=rt.main)
+            if config.data.cache_frames else StreamingFrames(manifest, config.data.videos_root))
+    dataset = TrainClips(manifest, geometry=geometry, read=read,
                          transform=partial(_train_transform, spec, config.data.horizontal_flip),
                          seed=config.train.seed, need_clip_labels=config.train.mode == "full")
     per_epoch = steps_per_epoch(len(dataset), config.train.batch_size, rt.world_size)
@@ -125,7 +128,8 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
     for batch in loader:
         epoch = step // per_epoch
         if step % per_epoch == 0:
-            _start_epoch(config, epoch, step, ase, model, manifest, spec, rt, run, intervals)
+            _start_epoch(config, epoch, step, ase, model, manifest, spec, rt, run, intervals,
+                         read)
             ddp_model.train()
         clips = batch["clip"].to(rt.device, non_blocking=True)
         video_index = batch["video_index"]
@@ -136,7 +140,7 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
         probs = torch.sigmoid(logits.detach())
         focusing = config.train.mode == "adaptfocus" and step >= warmup_steps
         if config.adaptfocus.estimation == "naive" and config.train.mode == "adaptfocus":
-            _naive_estimate(ase, model, manifest, spec, rt, config, video_index.tolist(),
+            _naive_estimate(ase, model, manifest, spec, rt, config, read, video_index.tolist(),
                             shard=False)
             ddp_model.train()
         stats: dict[str, float] = {}
@@ -225,14 +229,14 @@ def _focus(config: Stage1Config, ase: ActionSaliency, video_index: Tensor,
 
 def _start_epoch(config: Stage1Config, epoch: int, step: int, ase: ActionSaliency,
                  model: nn.Module, manifest: Manifest, spec: Any, rt: Runtime, run: RunFolder,
-                 intervals: dict) -> None:
+                 intervals: dict, read: FrameReader) -> None:
     """Epoch-boundary work: remedies (decay, naive re-estimation) and the ASE success log."""
     af = config.adaptfocus
     if epoch > 0 and af.spike_decay != 1.0:
         ase.decay(af.spike_decay)
     if epoch > 0 and af.naive_every_epochs and epoch % af.naive_every_epochs == 0:
-        _naive_estimate(ase, model, manifest, spec, rt, config, range(len(manifest.videos)),
-                        shard=True)
+        _naive_estimate(ase, model, manifest, spec, rt, config, read,
+                        range(len(manifest.videos)), shard=True)
     every = config.train.success_every_epochs
     if rt.main and every and intervals and epoch % every == 0 and epoch > 0:
         run.log({"step": step, "epoch": epoch, "ase_success": ase.success_ratio(intervals)})
@@ -240,7 +244,8 @@ def _start_epoch(config: Stage1Config, epoch: int, step: int, ase: ActionSalienc
 
 @torch.no_grad()
 def _naive_estimate(ase: ActionSaliency, model: nn.Module, manifest: Manifest, spec: Any,
-                    rt: Runtime, config: Stage1Config, video_indices, *, shard: bool) -> None:
+                    rt: Runtime, config: Stage1Config, read: FrameReader, video_indices, *,
+                    shard: bool) -> None:
     """Eq. 2 on ``naive_clips`` evenly spread clips of each video. With ``shard`` the ranks
     split the (common) list; without it each rank does its own list (its batch). Every rank
     applies every rank's results, so the state stays identical."""
@@ -251,8 +256,7 @@ def _naive_estimate(ase: ActionSaliency, model: nn.Module, manifest: Manifest, s
     for index in (indices[rt.rank::rt.world_size] if shard else indices):
         video = manifest.videos[index]
         starts = geometry.evenly_spaced_starts(video, config.adaptfocus.naive_clips)
-        clips = torch.stack([_eval_transform(spec, _read_frames(manifest, config.data.videos_root,
-                                                                video, geometry.indices(s)))
+        clips = torch.stack([_eval_transform(spec, read(video, geometry.indices(s)))
                              for s in starts]).to(rt.device)
         with torch.autocast(rt.device.type, dtype=rt.autocast_dtype or torch.float32,
                             enabled=rt.autocast_dtype is not None):
@@ -276,13 +280,6 @@ def _check_finite(loss: Tensor, step: int, epoch: int, video_index: Tensor, mani
         ids = [manifest.videos[int(i)].video_id for i in video_index]
         raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} (epoch {epoch})"
                                  f"; videos in this process's batch: {ids}")
-
-
-def _read_frames(manifest: Manifest, videos_root: str | None, video: VideoRecord,
-                 indices) -> Tensor:
-    from data_manifests.video_reader import read_frames
-
-    return read_frames(manifest.video_path(video, videos_root), list(indices))
 
 
 def _train_transform(spec: Any, flip: bool, frames: Tensor, generator: torch.Generator

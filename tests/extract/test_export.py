@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from data_manifests.schema import ManifestMeta, VideoRecord, load_manifest, write_manifest
 from data_manifests.video_reader import read_frames
 from extract.cli import extract as extract_cli
+from extract.clip_grid import in_shard
 from extract.store import layout, open_store
 from extract.store.export import (
     ClipGeometry,
@@ -24,7 +25,6 @@ from extract.store.export import (
     clip_starts,
     clip_timestamps,
     export_features,
-    in_shard,
 )
 from extract.transforms import prepare_clip
 

@@ -45,6 +45,13 @@ def test_train_then_evaluate(tmp_path):
     assert list(out.glob("plot_test_*.png"))
     assert len((out / "predictions" / "test_scores.txt").read_text().splitlines()) == 2
 
+    # another split gets its own results file; the run's own results.json is kept
+    result = runner.invoke(extract, ["evaluate", str(out), "--manifest", str(manifest),
+                                     "--split", "train", "--views", "2x1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads((out / "results_train.json").read_text())["num_videos"] == 8
+    assert json.loads((out / "results.json").read_text()) == saved
+
     trained = load_trained_backbone(out)
     assert (trained.backbone, trained.mode, trained.supervision) == ("x3d-tiny", "adaptfocus",
                                                                       "weak")

@@ -5,9 +5,13 @@ cost of AdaptFocus (time per iteration, peak memory against video length).
     .venv/bin/python benchmarks/stage1_modes.py --out bench_out/stage1 --jobs 2 --epochs 150 \
         --overrides '{"videos_per_split": [60, 10, 60]}'
 
-(the README's table: 60 long training videos, where noisy labels cost mAP; add
-``--sections sweep --sweep '{"videos240": {"videos_per_split": [240, 10, 60], ...}}'`` for
-the same iterations on more videos).
+is the README's table (60 long training videos, where noisy labels cost mAP). Its sweep, each
+entry run for the same number of iterations as the main runs:
+
+    ... the same command ... --sections sweep --sweep '{
+        "videos240": {"videos_per_split": [240, 10, 60]},
+        "coverage3-15": {"videos_per_split": [60, 10, 60], "coverage": [0.03, 0.15]},
+        "context0.8": {"videos_per_split": [60, 10, 60], "context_strength": 0.8}}'
 
 Every run is cached as ``OUT/results/<name>.json``: rerunning the command skips finished runs,
 so the benchmark can be stopped and continued. Tables go to ``OUT/stage1_modes.md``.

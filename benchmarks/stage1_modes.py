@@ -141,9 +141,10 @@ def _data(path: Path, preset: str, overrides: dict[str, Any]) -> Path:
 def _same_iterations(epochs: int, reference: Path, data: Path) -> int:
     """Epochs on ``data`` giving the iterations of ``epochs`` on ``reference`` (batch fixed)."""
     from data_manifests.schema import load_manifest
+    from extract.training.config import load_stage1_config
     from extract.training.data import steps_per_epoch
 
-    batch = int(next(o for o in BASE if o.startswith("train.batch_size=")).split("=")[1])
+    batch = load_stage1_config(None, BASE).train.batch_size
 
     def per_epoch(path: Path) -> int:
         return steps_per_epoch(len(load_manifest(path).split("train").videos), batch, 1)

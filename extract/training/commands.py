@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 import click
-import yaml
 
 COMMANDS: list[click.Command] = []
 
@@ -48,6 +47,7 @@ def evaluate_command(run_dir: str, manifest: str, split: str, views: str,
                      videos_root: str | None, device: str) -> None:
     """Video-level mAP (Charades conventions) of a run; writes results.json and PNG plots."""
     from data_manifests.run_folder import RunFolder
+    from extract.training.config import load_stage1_config
     from extract.training.evaluate import evaluate_run
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -56,7 +56,7 @@ def evaluate_command(run_dir: str, manifest: str, split: str, views: str,
     # results.json belongs to the split the run's config evaluates (pipelines gather it); any
     # other split, e.g. `--split train` to see how the model localizes on its own training
     # videos, gets its own file instead of overwriting it.
-    own_split = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["eval"]["split"]
+    own_split = load_stage1_config(Path(run_dir) / "config.yaml").eval.split
     name = "results.json" if split == own_split else f"results_{split}.json"
     RunFolder(run_dir).write_results(result, name)
     summary = {k: v for k, v in result.items() if k != "ap_per_class"}

@@ -12,13 +12,18 @@ A recipe holds ``name``, ``description``, ``steps`` and optional ``tables`` (see
       resume: [--resume]            # appended when an interrupted step is run again
       results: results.json         # JSON (inside {out}) gathered into results.json
       allow_exit: [1]               # exit codes that still count as done (e.g. partial failures)
+      slots: 2                      # optional (default 1): with --jobs N it takes 2 of the N
+                                    # slots and 2/N of the cores (see :mod:`pipelines.runner`)
 
 Placeholders: ``{out}`` (this step's folder), ``{<step id>}`` (a needed step's folder; a seeded
 step's id without the suffix means the same seed), ``{seed}``, ``{recipe_dir}``, ``{root}``
 (the pipeline's output folder), ``{extract_configs}`` (the shipped stage-1 configs), and the
 recipe's parameters. A step's folder is ``<root>/<id>-<key>``, where the key hashes its
-resolved command and the keys of what it needs: changing a config re-runs exactly the steps
-downstream of it and nothing else.
+resolved command, the contents of the files it names outside the output folder (its config
+YAMLs) and the keys of what it needs: editing a config re-runs exactly the steps downstream of
+it and nothing else. Changes to weakfeat's own code do not re-key steps: after an upgrade, run
+into a new output folder. ``slots`` only says how the step is scheduled, not what it
+computes, so it is not part of the key.
 
 Parameters: a recipe may declare ``params: {annotations: ../shared/data/annotations/x,
 videos: null}`` (name -> default); ``weakfeat pipelines run RECIPE --param videos=/data/x``
@@ -63,6 +68,7 @@ class Step:
     seed: int | None = None
     base_id: str = ""  # id before seed expansion
     unset: tuple[str, ...] = ()  # null params its commands use ({name} left in them)
+    slots: int = 1  # of the runner's `jobs` slots it occupies while running; not in the key
 
     def folder(self, root: Path) -> Path:
         return root / f"{self.id}-{self.key[:10]}"
@@ -196,7 +202,8 @@ def _resolve_params(path: Path, name: str, declared: Any, given: Mapping[str, st
     return values
 
 
-_STEP_KEYS = {"id", "needs", "seeds", "command", "commands", "resume", "results", "allow_exit"}
+_STEP_KEYS = {"id", "needs", "seeds", "command", "commands", "resume", "results", "allow_exit",
+              "slots"}
 
 
 def _check_step(path: Path, index: int, spec: Any) -> dict[str, Any]:
@@ -209,7 +216,12 @@ def _check_step(path: Path, index: int, spec: Any) -> dict[str, Any]:
     commands = spec.pop("commands", None) or [spec.pop("command")]
     if not all(isinstance(c, list) and c for c in commands):
         raise RecipeError(f"{where} ({spec['id']}): a command is a non-empty list of arguments")
-    return dict(spec, commands=commands)
+    slots = spec.get("slots", 1)
+    # bool is an int subclass: `slots: yes` is a mistake, not 1.
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        raise RecipeError(f"{where} ({spec['id']}): 'slots' must be an integer >= 1, "
+                          f"got {slots!r}")
+    return dict(spec, commands=commands, slots=slots)
 
 
 def _expand_seeds(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -291,7 +303,8 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
         return _PLACEHOLDER.sub(sub, str(arg))
 
     commands = tuple(tuple(fill(a) for a in command) for command in spec["commands"])
-    keyed = {"commands": commands, "needs": [done[n].key for n in spec["needs"]]}
+    keyed = {"commands": commands, "needs": [done[n].key for n in spec["needs"]],
+             "inputs": _input_digests(commands, root)}
     # Folders of needed steps appear in the commands; hash without the root (and the install
     # location) so keys do not depend on where the pipeline output or the package lives.
     text = (json.dumps(keyed, sort_keys=True).replace(str(root.resolve()), "<root>")
@@ -302,4 +315,19 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
                 resume=tuple(str(a) for a in spec.get("resume", ())),
                 results=spec.get("results"),
                 allow_exit=tuple(int(c) for c in spec.get("allow_exit", ())),
-                seed=spec["seed"], base_id=spec["base_id"], unset=tuple(used_unset))
+                seed=spec["seed"], base_id=spec["base_id"], unset=tuple(used_unset),
+                slots=spec["slots"])
+
+
+def _input_digests(commands: tuple[tuple[str, ...], ...], root: Path) -> dict[str, str]:
+    """sha256 of every existing file an argument names outside the output root (a config YAML):
+    editing it re-keys the step. Files under the root belong to needed steps, whose keys
+    already stand for them (and may not exist yet when the recipe is loaded)."""
+    out_root = root.resolve()
+    digests = {}
+    for arg in (a for command in commands for a in command):
+        path = Path(arg)
+        if not path.is_absolute() or not path.is_file() or path.resolve().is_relative_to(out_root):
+            continue
+        digests[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests

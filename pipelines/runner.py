@@ -12,12 +12,20 @@ take the runner down), writing only inside its folder ``<root>/<id>-<key>``:
 A failed step stops its dependants (reported as blocked) and leaves every finished step in
 place; the run ends with a summary and a non-zero exit status.
 
-``jobs=N`` runs up to N ready steps at once (ready: every step it needs is done, cached or
-settled), each from its own thread, picking ready steps in recipe order. Each step process
-then gets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = cores // N (unless already set), so N
-steps share the cores instead of each taking all of them. ``jobs=1`` runs the steps in the
-calling thread, one after the other, with the environment untouched. On Ctrl-C the running
-step processes are terminated and keep their ``.step-started.json``: the next run resumes them.
+``jobs=N`` gives the runner N slots. A step occupies min(K, N) of them while it runs, where K
+is its recipe key ``slots`` (default 1), and gets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` =
+max(1, cores * min(K, N) // N) (unless already set): the running steps share the cores
+instead of each taking all of them, and a step that in practice runs alone (one every later
+step needs, such as a pretraining step) can be given ``slots: N`` to use every core. Ready
+steps (every step they need is done, cached or settled) start in recipe order, each from its
+own thread, as long as they fit in the free slots. The first ready step that does not fit
+waits, and no step after it in recipe order starts meanwhile (only steps before it, which
+become ready later, may): the running steps drain and it gets its slots, so a wide step
+cannot be starved by a stream of narrow ones. Steps that need no process (cached, blocked)
+settle at once whatever the slots. ``jobs=1`` runs the steps in the calling thread, one after
+the other, with the environment untouched (``slots`` then changes nothing). On Ctrl-C the
+running step processes are terminated and keep their ``.step-started.json``: the next run
+resumes them.
 """
 
 from __future__ import annotations
@@ -95,18 +103,25 @@ def is_done(step: Step, root: Path) -> bool:
 
 
 def step_environment(jobs: int, environ: Mapping[str, str] | None = None,
-                     cores: int | None = None) -> dict[str, str] | None:
-    """The environment of every step process: ``None`` (inherit) for one job; for N jobs a copy
-    with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = max(1, cores // N) where the user set none
-    (torch sizes its intra-op pool from ``OMP_NUM_THREADS``)."""
+                     cores: int | None = None, *, slots: int = 1) -> dict[str, str] | None:
+    """The environment of a step process occupying ``slots`` of the ``jobs`` slots: ``None``
+    (inherit) for one job; for N jobs a copy with ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` =
+    max(1, cores * min(slots, N) // N) where the user set none (torch sizes its intra-op pool
+    from ``OMP_NUM_THREADS``)."""
     if jobs == 1:
         return None
     environ = os.environ if environ is None else environ
     cores = cores or available_cores()
     env = dict(environ)
+    threads = max(1, cores * width(slots, jobs) // jobs)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(name, str(max(1, cores // jobs)))
+        env.setdefault(name, str(threads))
     return env
+
+
+def width(slots: int, jobs: int) -> int:
+    """How many of the ``jobs`` slots a step asking for ``slots`` occupies."""
+    return min(slots, jobs)
 
 
 def available_cores() -> int:
@@ -121,14 +136,15 @@ def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
     """Run (or, with ``dry_run``, only plan) every step; returns what happened to each, in
     recipe order.
 
-    ``jobs`` steps at most run at once; a step starts once every step it needs is settled, and
-    ready steps start in recipe order. Ctrl-C terminates the running steps (they resume on the
-    next run) and re-raises ``KeyboardInterrupt``.
+    The running steps occupy at most ``jobs`` slots (a step takes min(its ``slots``, jobs));
+    a step starts once every step it needs is settled and it fits in the free slots, and ready
+    steps start in recipe order (a waiting one holds back those after it; see the module
+    docstring). Ctrl-C terminates the running steps (they resume on the next run) and
+    re-raises ``KeyboardInterrupt``.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     root.mkdir(parents=True, exist_ok=True)
-    env = step_environment(jobs)
     processes = _Processes()
     outcomes: dict[str, StepOutcome] = {}
     pending = list(recipe.steps)
@@ -151,10 +167,12 @@ def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
         while pending or running:
             for future in [f for f in running if f.done()]:
                 settle(running.pop(future), future.result())
-            chosen = _next_step(pending, outcomes, free=len(running) < jobs, dry_run=dry_run,
+            free = jobs - sum(width(s.slots, jobs) for s in running.values())
+            chosen = _next_step(pending, outcomes, free=free, jobs=jobs, dry_run=dry_run,
                                 root=root)
             if chosen is None:
-                # In dependency order, some pending step is ready once nothing runs.
+                # In dependency order, some pending step is ready once nothing runs, and it
+                # fits then: no step occupies more than `jobs` slots.
                 assert running or not pending, f"no step ready among {pending}"
                 wait(running, return_when=FIRST_COMPLETED)
                 continue
@@ -163,8 +181,11 @@ def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
             if outcome is not None:
                 settle(step, outcome)
                 continue
-            echo(f"[{number[step.id]}/{total}] {step.id}: running ...")
+            wide = width(step.slots, jobs)
+            echo(f"[{number[step.id]}/{total}] {step.id}: running"
+                 f"{f' on {wide} slots' if wide > 1 else ''} ...")
             active.append(step.id)
+            env = step_environment(jobs, slots=step.slots)
             running[pool.submit(_run_step, step, root, env, processes)] = step
     except BaseException:
         # Ctrl-C (or a bug here): end the running steps; their .step-started.json stays.
@@ -178,16 +199,21 @@ def run_recipe(recipe: Recipe, root: Path, *, dry_run: bool = False,
     return RunReport([outcomes[step.id] for step in recipe.steps])
 
 
-def _next_step(pending: list[Step], outcomes: dict[str, StepOutcome], *, free: bool,
+def _next_step(pending: list[Step], outcomes: dict[str, StepOutcome], *, free: int, jobs: int,
                dry_run: bool, root: Path) -> tuple[Step, StepOutcome | None] | None:
     """The first pending step (recipe order) whose needs are settled and that either settles
-    without a process (returned with its outcome) or can start now (``free``; outcome None)."""
+    without a process (returned with its outcome) or can start now in the ``free`` slots
+    (outcome None). Once a ready step does not fit, no later step may start: it waits first."""
+    waiting = False
     for step in pending:
         if any(need not in outcomes for need in step.needs):
             continue
         outcome = _settle_without_running(step, outcomes, dry_run=dry_run, root=root)
-        if outcome is not None or free:
+        if outcome is not None:
             return step, outcome
+        if not waiting and width(step.slots, jobs) <= free:
+            return step, None
+        waiting = True
     return None
 
 

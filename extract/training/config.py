@@ -65,7 +65,13 @@ class AdaptFocusConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     name: Literal["adamw", "sgd"] = "adamw"  # optimizer
-    lr: float = 1e-3  # peak learning rate
+    lr: float = 1e-3  # peak learning rate (of the classifier head)
+    # The pretrained trunk's learning rate is lr * backbone_lr_scale. Below 1 the fine-tune keeps
+    # more of what pre-training learned (what clip-level scores, and so the ASE, rest on).
+    backbone_lr_scale: float = 1.0
+    # The trunk is held still (lr 0) for this first fraction of the iterations while the new head
+    # learns on the pretrained features (a linear-probe warm-up, then fine-tuning).
+    freeze_backbone_fraction: float = 0.0
     weight_decay: float = 1e-4  # decoupled (adamw) or L2 (sgd)
     momentum: float = 0.9  # sgd only
     schedule: Literal["cosine", "constant"] = "cosine"  # per-iteration decay after the warm-up

@@ -100,9 +100,11 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
 
     # ---- optimizer -----------------------------------------------------------------------
     optimizer = _optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(_lr_factor, warmup=config.optim.warmup_steps, total=total_steps,
-                           schedule=config.optim.schedule))
+    head_factor = partial(_lr_factor, warmup=config.optim.warmup_steps, total=total_steps,
+                          schedule=config.optim.schedule)
+    frozen_steps = round(config.optim.freeze_backbone_fraction * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # one factor per group: head, trunk
+        optimizer, [head_factor, lambda s: 0.0 if s < frozen_steps else head_factor(s)])
     scaler = torch.amp.GradScaler("cuda", enabled=rt.autocast_dtype == torch.float16)
     ase = ActionSaliency([(v.video_id, [manifest.class_index[c] for c in v.labels])
                           for v in manifest.videos], len(classes))
@@ -307,11 +309,14 @@ def _intervals(manifest: Manifest) -> dict[tuple[str, int], list[tuple[float, fl
 
 
 def _optimizer(config: Stage1Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Two parameter groups: the head at ``lr`` (first: the logged lr), the trunk scaled."""
     o = config.optim
+    head = [p for name, p in model.named_parameters() if name.startswith("head.")]
+    trunk = [p for name, p in model.named_parameters() if not name.startswith("head.")]
+    groups = [{"params": head, "lr": o.lr}, {"params": trunk, "lr": o.lr * o.backbone_lr_scale}]
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                               weight_decay=o.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
 
 
 def _lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:

@@ -63,3 +63,18 @@ def test_train_then_evaluate(tmp_path):
                                      "--out", str(out), "--resume"])
     assert result.exit_code == 0, repr(result.exception)
     assert load_trained_backbone(out).weights_sha256 == trained.weights_sha256
+
+
+def test_train_input_errors_are_one_line_messages(tmp_path):
+    manifest = generate_benchmark("tiny", tmp_path / "data", seed=0)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"manifest": str(manifest), "num_workers": 0}}))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("{}\n")  # an earlier run's folder
+    runner = CliRunner()
+    bad_key = runner.invoke(extract, ["train", "--config", str(cfg), "--set", "optim.lrr=1",
+                                      "--out", str(tmp_path / "other")])
+    taken = runner.invoke(extract, ["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
+    for result, needle in ((bad_key, "optim.lrr"), (taken, "--resume")):
+        assert result.exit_code == 1 and "Error:" in result.output and needle in result.output
+        assert "Traceback" not in result.output

@@ -134,3 +134,34 @@ def test_nan_loss_names_step_and_videos(tiny_manifest, tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match=r"at step 1 .*videos in this process's batch: "
                                                  r"\['v\d', 'v\d'\]"):
         train(config(tiny_manifest, "train.mode=noisy"), tmp_path / "nan")
+
+
+@pytest.mark.parametrize("hold", ["optim.backbone_lr_scale=0",
+                                  "optim.freeze_backbone_fraction=1.0"])
+def test_a_held_trunk_stays_put_while_the_head_trains(tiny_manifest, tmp_path, hold):
+    # x3d-tiny's weights at initialization, from the same seed the run uses.
+    cfg = config(tiny_manifest, "train.mode=noisy", hold, "train.epochs=1",
+                 "optim.weight_decay=0")
+    from extract.training.loop import _seed_everything, build_model
+
+    _seed_everything(cfg.train.seed)
+    initial = build_model(cfg, num_classes=3).state_dict()
+    trained = _weights(train(cfg, tmp_path / "frozen"))["model"]
+    trunk = [k for k in initial if not k.startswith("head.") and initial[k].is_floating_point()
+             and "running_" not in k]  # BatchNorm statistics move without the optimizer
+    assert trunk and all(torch.equal(initial[k], trained[k]) for k in trunk)
+    assert not torch.equal(initial["head.weight"], trained["head.weight"])
+
+
+def test_a_trunk_frozen_for_half_the_run_moves_in_the_second_half(tiny_manifest, tmp_path):
+    cfg = config(tiny_manifest, "train.mode=noisy", "optim.freeze_backbone_fraction=0.5",
+                 "train.checkpoint_every=1", "optim.weight_decay=0")
+    run = train(cfg, tmp_path / "half", stop_after=3)  # 6 steps: the trunk is held for 3
+    at3 = _weights(run)["model"]
+    at6 = _weights(train(cfg, run, resume=True))["model"]
+    from extract.training.loop import _seed_everything, build_model
+
+    _seed_everything(cfg.train.seed)
+    initial = build_model(cfg, num_classes=3).state_dict()
+    key = next(k for k in initial if initial[k].dim() == 5)  # the first 3D convolution
+    assert torch.equal(initial[key], at3[key]) and not torch.equal(at3[key], at6[key])

@@ -190,3 +190,25 @@ def test_metric_paths_index_lists():
     assert metric_value(results, "mAP.7") is None
     assert metric_value(results, "average_mAP") == 0.2
     assert metric_value(results, "missing.key") is None
+
+
+def test_editing_a_config_file_rekeys_its_step_and_dependants_only(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("lr: 0.1\n")
+    text = RECIPE.replace('command: [emit, "{out}", "0.{seed}5"]',
+                          f'command: [emit, "{{out}}", "0.{{seed}}5", "{config}"]')
+    path = write_recipe(tmp_path, text)
+    before = {s.id: s.key for s in load_recipe(path, tmp_path / "out").steps}
+    config.write_text("lr: 0.2\n")
+    after = {s.id: s.key for s in load_recipe(path, tmp_path / "out").steps}
+    assert {i for i in before if before[i] != after[i]} == {"train-s0", "train-s1"}
+    # A file inside the output folder (a needed step's product) is not hashed: it may not exist
+    # yet when the recipe is loaded.
+    inside = tmp_path / "out" / "made-by-a-step.txt"
+    text = RECIPE.replace('command: [emit, "{out}", "0.9"]',
+                          f'command: [emit, "{{out}}", "0.9", "{inside}"]')
+    path = write_recipe(tmp_path, text)
+    absent = {s.id: s.key for s in load_recipe(path, tmp_path / "out").steps}
+    inside.parent.mkdir(parents=True)
+    inside.write_text("x")
+    assert absent == {s.id: s.key for s in load_recipe(path, tmp_path / "out").steps}

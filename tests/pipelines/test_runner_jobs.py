@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from pipelines import runner
@@ -216,3 +217,88 @@ def test_ctrl_c_terminates_running_steps_and_the_next_run_resumes_them(tmp_path,
     report = runner.run_recipe(recipe, root, echo=lambda *_: None, jobs=2)
     assert [o.status for o in report.outcomes] == ["done", "done", "done"]
     assert all((recipe.step(s).folder(root) / "resumed").exists() for s in ("x", "y"))
+
+
+def test_a_wide_step_waits_for_its_slots_holds_back_later_steps_and_gets_more_threads(
+        tmp_path, fake_weakfeat):
+    root = tmp_path / "out"
+    recipe = load(tmp_path, """
+        steps:
+          - id: narrow
+            command: [stamp, "{out}", "0.6"]
+          - id: wide
+            slots: 3                  # more than --jobs: takes all of them
+            command: [stamp, "{out}", "0.2"]
+          - id: later
+            command: [stamp, "{out}", "0"]
+    """, root)
+    lines: list[str] = []
+    report = runner.run_recipe(recipe, root, echo=lines.append, jobs=2)
+    assert [o.status for o in report.outcomes] == ["done", "done", "done"]
+    narrow, wide, later = (stamp(recipe, root, s) for s in ("narrow", "wide", "later"))
+    # `wide` is ready at once but one slot is taken: it waits, and `later` (after it in recipe
+    # order) may not take the free slot meanwhile, nor run beside it.
+    assert wide["start"] >= narrow["end"]
+    assert later["start"] >= wide["end"]
+    assert (wide["omp"], wide["mkl"]) == ("8", "8")  # 8 cores * 2 of 2 slots
+    assert narrow["omp"] == later["omp"] == "4"
+    assert "[2/3] wide: running on 2 slots ..." in lines
+
+
+def test_slots_change_nothing_with_one_job(tmp_path, fake_weakfeat):
+    root = tmp_path / "out"
+    recipe = load(tmp_path, """
+        steps:
+          - id: wide
+            slots: 2
+            command: [stamp, "{out}", "0"]
+    """, root)
+    lines: list[str] = []
+    assert runner.run_recipe(recipe, root, echo=lines.append, jobs=1).ok
+    assert stamp(recipe, root, "wide")["omp"] is None  # environment inherited, as before
+    assert lines[0] == "[1/1] wide: running ..."
+
+
+def test_thread_budget_grows_with_slots():
+    assert runner.step_environment(4, {}, cores=8, slots=2)["OMP_NUM_THREADS"] == "4"
+    assert runner.step_environment(4, {}, cores=8, slots=9)["OMP_NUM_THREADS"] == "8"
+    assert runner.step_environment(3, {}, cores=16, slots=2)["MKL_NUM_THREADS"] == "10"
+    assert runner.step_environment(4, {}, cores=2, slots=1)["OMP_NUM_THREADS"] == "1"
+    assert runner.step_environment(2, {"OMP_NUM_THREADS": "1"}, cores=8,
+                                   slots=2)["OMP_NUM_THREADS"] == "1"  # the user's wins
+    assert runner.step_environment(1, {}, cores=16, slots=4) is None
+
+
+def test_slots_are_not_part_of_the_step_key(tmp_path):
+    text = """
+        steps:
+          - id: pretrain
+            {slots}
+            seeds: [0, 1]
+            command: [stamp, "{{out}}", "0"]
+          - id: after
+            needs: [pretrain]
+            seeds: [0, 1]
+            command: [stamp, "{{out}}", "{{pretrain}}"]
+    """
+    plain = load(tmp_path, text.format(slots=""), tmp_path / "out")
+    wide = load(tmp_path, text.format(slots="slots: 2"), tmp_path / "out")
+    assert [s.key for s in plain.steps] == [s.key for s in wide.steps]
+    assert [s.slots for s in wide.steps] == [2, 2, 1, 1]  # seeded copies keep it
+    assert [s.slots for s in plain.steps] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "true", "[2]"])
+def test_bad_slots_name_the_file_the_step_and_the_value(tmp_path, value):
+    from pipelines.recipe import RecipeError
+    with pytest.raises(RecipeError) as error:
+        load(tmp_path, f"""
+            steps:
+              - id: pretrain
+                slots: {value}
+                command: [stamp, "{{out}}", "0"]
+        """, tmp_path / "out")
+    message = str(error.value)
+    assert str(tmp_path / "r.yaml") in message and "(pretrain)" in message
+    assert "'slots' must be an integer >= 1" in message
+    assert repr(yaml.safe_load(value)) in message

@@ -24,6 +24,7 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume
     from data_manifests.schema import ManifestError
     from extract.training.config import load_stage1_config
     from extract.training.evaluate import evaluate_run
+    from extract.training.frames import FrameCacheTooLarge
     from extract.training.loop import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -32,7 +33,8 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume
         run = train(config, out, resume=resume)
     # The user's input is wrong (config, manifest, an existing run folder, a frame cache too big
     # for RAM, a diverging loss): the message names the fix; a traceback would bury it.
-    except (ConfigError, ManifestError, FileExistsError, MemoryError, FloatingPointError) as exc:
+    except (ConfigError, ManifestError, FileExistsError, FrameCacheTooLarge,
+            FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from exc
     if config.eval.split:  # the run's own evaluation, as its config asks (results.json, plots)
         result = evaluate_run(run, config.data.manifest, split=config.eval.split,

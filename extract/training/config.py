@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from data_manifests.config import load_config
+from data_manifests.config import ConfigError, load_config
 
 Mode = Literal["full", "noisy", "adaptfocus"]
 
@@ -77,6 +77,13 @@ class OptimConfig:
     schedule: Literal["cosine", "constant"] = "cosine"  # per-iteration decay after the warm-up
     warmup_steps: int = 0  # linear learning-rate warm-up iterations (not the AdaptFocus warm-up)
     grad_clip: float | None = None  # clip the gradient norm to this (None: off)
+
+    def __post_init__(self) -> None:
+        if self.backbone_lr_scale < 0:
+            raise ConfigError(f"optim.backbone_lr_scale={self.backbone_lr_scale!r}: must be >= 0")
+        if not 0.0 <= self.freeze_backbone_fraction <= 1.0:
+            raise ConfigError(f"optim.freeze_backbone_fraction={self.freeze_backbone_fraction!r}:"
+                              " must lie in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ from data_manifests.schema import Manifest, VideoRecord
 log = logging.getLogger(__name__)
 
 
+
+class FrameCacheTooLarge(MemoryError):
+    """The frame cache was refused before decoding: the dataset would not fit in RAM."""
+
 class StreamingFrames:
     """Decodes the requested frames from the video file on every call."""
 
@@ -54,7 +58,7 @@ class CachedFrames:
         needed = sum(v.num_frames for v in videos) * first.width * first.height * 3
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if needed > max_fraction * available:
-            raise MemoryError(
+            raise FrameCacheTooLarge(
                 f"{manifest.root}: caching {len(videos)} videos needs about {needed / 2**30:.1f} "
                 f"GiB, more than {max_fraction:.0%} of this machine's {available / 2**30:.1f} GiB;"
                 " set data.cache_frames=false to stream from the files")

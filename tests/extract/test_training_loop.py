@@ -165,3 +165,10 @@ def test_a_trunk_frozen_for_half_the_run_moves_in_the_second_half(tiny_manifest,
     initial = build_model(cfg, num_classes=3).state_dict()
     key = next(k for k in initial if initial[k].dim() == 5)  # the first 3D convolution
     assert torch.equal(initial[key], at3[key]) and not torch.equal(at3[key], at6[key])
+
+
+@pytest.mark.parametrize("bad", ["optim.backbone_lr_scale=-0.1",
+                                 "optim.freeze_backbone_fraction=1.5"])
+def test_bad_trunk_settings_are_named(tiny_manifest, bad):
+    with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
+        config(tiny_manifest, bad)

@@ -270,19 +270,22 @@ def test_sigkill_at_any_moment_then_resume_equals_uninterrupted(tmp_path, suffix
     assert_same_store(reference, store)
 
 
-def forked_dask_workers():
-    """Forked workers start without re-importing torch (the default, spawn, is for real runs).
+def spawned_dask_workers():
+    """Workers started by spawn (distributed's default), pinned here because a forked worker
+    can hang for good: fork copies a lock that another thread of the pytest process holds (seen
+    once in `make test`: a worker stuck in a log handler's stream flush). Spawn costs the
+    workers a fresh import of torch.
 
     distributed is imported first: leaving the context restores the config as it was, which
     must already hold distributed's defaults."""
     import dask
     import distributed  # noqa: F401
 
-    return dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
+    return dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
 
 
 def test_dask_local_cluster_two_processes(tmp_path, good_manifest):
-    with forked_dask_workers():
+    with spawned_dask_workers():
         summary = export_features(model_spec=SPEC, manifest=good_manifest,
                                   store=tmp_path / "d.zarr", workers=2, progress=False)
     assert summary.failures == {} and summary.written == 4
@@ -328,7 +331,7 @@ class FlakySpec(ModelSpec):
         object.__setattr__(self, "marker", marker)
         object.__setattr__(self, "driver_pid", driver_pid)
 
-    # Identity, so forked workers do not find the driver's cached model and build their own.
+    # Identity, so workers never find the driver's cached model and build their own.
     __eq__ = object.__eq__
     __hash__ = object.__hash__
 
@@ -341,7 +344,7 @@ class FlakySpec(ModelSpec):
 
 def test_dask_retries_transient_task_failures(tmp_path, good_manifest):
     spec = FlakySpec(str(tmp_path / "failed_once"), os.getpid())
-    with forked_dask_workers():
+    with spawned_dask_workers():
         summary = export_features(model_spec=spec, manifest=good_manifest,
                                   store=tmp_path / "d.h5", workers=2, progress=False)
     assert (tmp_path / "failed_once").exists()  # a task did fail once...

@@ -104,12 +104,15 @@ class ModelSpec:
 _MODEL_CACHE: dict[Any, tuple[torch.nn.Module, dict[str, Any]]] = {}
 
 
-def cached_model(spec: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """One model per process (dask workers run many tasks)."""
-    if spec not in _MODEL_CACHE:
+def cached_model(spec: Any, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One model per process (dask workers run many tasks), on ``device``. Keyed by the device
+    too: moving a shared module would pull it from under a caller on another device."""
+    key = (spec, device)
+    if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()
-        _MODEL_CACHE[spec] = spec.build()
-    return _MODEL_CACHE[spec]
+        model, info = spec.build()
+        _MODEL_CACHE[key] = (model.to(device), info)
+    return _MODEL_CACHE[key]
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -376,7 +379,8 @@ def export_features(*, model_spec: Any, manifest: str | Path | Manifest, store: 
     manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     selected = manifest.split(split)
     device = resolve_device(device)
-    model, info = cached_model(model_spec)
+    on_dask = workers > 0 or bool(scheduler)
+    model, info = cached_model(model_spec, "cpu" if on_dask else device)  # workers build theirs
     spec = model.input_spec
     frames, stride = clip or (spec.num_frames, spec.frame_stride)
     geometry = ClipGeometry(frames, stride, step or frames * stride)
@@ -402,13 +406,12 @@ def export_features(*, model_spec: Any, manifest: str | Path | Manifest, store: 
             failures[video.video_id] = str(exc)
     log.info("%s: %d selected, %d already complete, %d to export", store, len(chosen),
              len(chosen) - len(todo), len(jobs))
-    if jobs and (workers > 0 or scheduler):
+    if jobs and on_dask:
         failures.update(_export_dask(jobs, store=Path(store), extractor=extractor,
                                      manifest_sha256=manifest.sha256(), model_spec=model_spec,
                                      opts=opts, workers=workers, scheduler=scheduler,
                                      retries=retries, progress=progress))
     elif jobs:
-        model.to(device)
         failures.update(export_videos(jobs, writer, model, opts, progress=progress))
     writer.record_failures(failures)
     writer.close()
@@ -422,13 +425,12 @@ def _export_task(jobs: list[VideoJob], store: str, extractor: dict[str, Any],
                  manifest_sha256: str | None, model_spec: Any, opts: ExportOptions
                  ) -> dict[str, str]:
     """One dask task: a chunk of videos, in a worker process (model cached per process)."""
-    model, info = cached_model(model_spec)
+    model, info = cached_model(model_spec, opts.device)
     if info["weights_sha256"] != extractor["weights_sha256"]:
         raise StoreError(f"worker built weights {info['weights_sha256']}, driver "
                          f"{extractor['weights_sha256']}")
     writer = create_store(store, extractor=extractor, manifest_sha256=manifest_sha256)
     done = writer.done_ids()
-    model.to(opts.device)
     return export_videos([j for j in jobs if j.video_id not in done], writer, model, opts,
                          progress=False)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data_manifests.config import to_dict
+from data_manifests.config import ConfigError, to_dict
 from data_manifests.run_folder import RunFolder, atomic_target
 from data_manifests.schema import Manifest, load_manifest
 from extract.adaptfocus import ActionSaliency, adaptfocus_loss, bce_loss, clip_mask, weighting
@@ -342,6 +342,11 @@ def _runtime(device: str, precision: str) -> Runtime:
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank if world_size > 1 else 0)
+    if dev.type == "cuda" and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device={device!r}: this process (LOCAL_RANK={local_rank}) "
+                          f"needs cuda:{dev.index}, but {torch.cuda.device_count()} GPU(s) are "
+                          "visible; start at most one process per GPU (torchrun "
+                          "--nproc_per_node), or set train.device=cpu")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
@@ -379,11 +384,24 @@ def _save_checkpoint(run: RunFolder, rt: Runtime, config: Stage1Config, step: in
         return
     target = run.checkpoints / "last.pt"
     tmp = atomic_target(target)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    # On the CPU, so that `torch.load` of a GPU run's checkpoint works anywhere without a
+    # map_location (resuming moves optimizer state back to its parameters' device).
+    torch.save({"model": _on_cpu(model.state_dict()), "optimizer": _on_cpu(optimizer.state_dict()),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "step": step, "ase": ase.state_dict(), "config": to_dict(config),
                 "rng": _rng_state()}, tmp)
     tmp.replace(target)
+
+
+def _on_cpu(state: Any) -> Any:
+    """A state dict (nested dicts / lists of tensors) with every tensor copied to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _on_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_on_cpu(v) for v in state)
+    return state
 
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler,

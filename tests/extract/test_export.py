@@ -111,8 +111,10 @@ def test_clip_geometry_by_hand():
 @pytest.mark.parametrize("suffix,crops,clip", [(".zarr", 1, None), (".h5", 3, (4, 3))])
 def test_export_matches_clip_by_clip_forward(tmp_path, good_manifest, suffix, crops, clip):
     store_path = tmp_path / f"f{suffix}"
+    # On the CPU, as the definition below: tests/extract/test_cuda.py compares the GPU with it.
     summary = export_features(model_spec=SPEC, manifest=good_manifest, store=store_path,
-                              crops=crops, clip=clip, batch_size=3, progress=False)
+                              crops=crops, clip=clip, batch_size=3, device="cpu",
+                              progress=False)
     assert summary.failures == {} and summary.written == 4
     store = open_store(store_path)
     model, info = cached_model(SPEC)
@@ -225,8 +227,9 @@ def _wait_for(condition, proc, timeout: float = 60.0) -> None:
 
 
 def _export_in_child(manifest: Path, store: Path) -> None:
+    # On the CPU: a forked child cannot use CUDA once the parent has initialized it.
     export_features(model_spec=SPEC, manifest=manifest, store=store, batch_size=2,
-                    progress=False)
+                    device="cpu", progress=False)
 
 
 @pytest.mark.parametrize("suffix", [".zarr", ".h5"])
@@ -265,7 +268,7 @@ def test_sigkill_at_any_moment_then_resume_equals_uninterrupted(tmp_path, suffix
                                               ref.read_features(video_id))
     assert any(0 < n < 8 for n in visible), visible  # some kill landed mid-run
     summary = export_features(model_spec=SPEC, manifest=root, store=store, batch_size=2,
-                              progress=False)
+                              device="cpu", progress=False)
     assert summary.failures == {}
     assert_same_store(reference, store)
 

@@ -24,7 +24,9 @@ def test_two_cpu_processes_agree(tmp_path):
     manifest = write_tiny_dataset(tmp_path / "data", num_videos=10)
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # The repository first, then whatever the caller's PYTHONPATH already holds.
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--standalone", str(script), str(manifest), str(tmp_path / "run")],
@@ -53,7 +55,8 @@ DDP_SCRIPT = textwrap.dedent("""
                                     "train.batch_size=2", "train.epochs=2",
                                     "train.mode=adaptfocus", "adaptfocus.warmup_fraction=0.5",
                                     "adaptfocus.naive_every_epochs=1",
-                                    "adaptfocus.naive_clips=3", "train.log_every=1"])
+                                    "adaptfocus.naive_clips=3", "train.log_every=1",
+                                    "train.device=cpu"])
     captured = {"own_videos": []}
     real_update, real_save = loop.ActionSaliency.update_online, loop._save_checkpoint
 

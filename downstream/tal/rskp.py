@@ -1,13 +1,16 @@
 """RSKP: representative snippet knowledge propagation (Huang, Wang, Li, "Weakly Supervised
 Temporal Action Localization via Representative Snippet Knowledge Propagation", CVPR 2022).
 
-* Embedding of the clip features, then a FAC-Net-style head shared by three branches: a
-  class-agnostic attention a_t = sigmoid(.) (foreground score) and a MIL classifier over
-  K + 1 classes (the last one is background). Video-level losses: the attention-pooled logits
-  against the labels (background 0) and the top-k (k = T/8) pooled logits against the labels
-  with background 1, both as normalised cross entropy (Sec. 3, "Classification head"); as in
-  FAC-Net's foreground/background separation, the (1 - attention)-pooled logits are trained
-  to be background, which is what makes the attention a foreground score.
+* Embedding of the clip features, then the FAC-Net head shared by three branches (Sec. 3,
+  "Classification head"; supplementary Sec. 1): a class-agnostic attention
+  a_t = sigmoid(s cos(f_t, w_fg)) (foreground score) and a MIL classifier with logits
+  s cos(f_t, w_c) over K + 1 classes (the last one is background), s = ``scale`` (20 in the
+  official code). Video-level losses: the attention-pooled logits against the labels
+  (background 0) and the top-k (k = T/8) pooled logits against the labels with background 1,
+  both as normalised cross entropy. The cosine logits matter: with plain linear layers the
+  logits start near 0, the attention gets almost no gradient at lr 1e-4 and stays flat
+  (0.36-0.40 after 30 demo epochs), so every class's activation sequence had the attention's
+  flat profile and whole-video proposals won (mAP@0.5 ~ 0).
 * Representative snippets: EM attention with 8 bases, 2 iterations, lambda 5 (Eq. 2-3); the
   initial bases are learnt by back-propagation (orthogonal init).
 * A memory bank of 5 representative snippets per class, ranked by the classifier's score of
@@ -38,7 +41,10 @@ from downstream.tal.layers import Embedding, topk_mean
 @dataclass(frozen=True)
 class RskpConfig:
     hidden: int = 256  # embedding width (the paper: 2048 on I3D features)
-    kernel_size: int = 1  # temporal kernel of the embedding (1 = the paper's per-snippet layer)
+    # temporal kernel of the embedding: 3 as MIL, ASL and LACP here, so that the methods differ
+    # in the method only (the paper's per-snippet layer is 1; MIL with 1 loses half its mAP on
+    # one-per-second features)
+    kernel_size: int = 3
     dropout: float = 0.5  # dropout after the embedding
     topk_ratio: int = 8  # k = T // topk_ratio for MIL pooling and attention normalisation
     num_bases: int = 8  # Gaussians of the EM attention (representative snippets per video)
@@ -49,6 +55,7 @@ class RskpConfig:
     memory_warmup_epochs: int = 5  # intra-video propagation only before this epoch
     alpha: float = 1.0  # weight of the distillation loss (Eq. 8)
     beta: float = 0.1  # weight of the attention normalisation loss (Eq. 8)
+    scale: float = 20.0  # temperature of the cosine-similarity logits and attention
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,6 +111,11 @@ def bipartite_random_walk_iterative(features: torch.Tensor, bases: torch.Tensor,
     return current
 
 
+def cosine_logits(x: torch.Tensor, centers: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale * cos(x_t, center_c)``: ``(..., H)`` and ``(C, H)`` -> ``(..., C)``."""
+    return scale * F.normalize(x, dim=-1) @ F.normalize(centers, dim=-1).T
+
+
 def normalised_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``-sum_c (y_c / |y|) log softmax(logits)_c``, batch mean; ``(B, C)`` both."""
     weight = target / target.sum(dim=1, keepdim=True).clamp(min=1e-8)
@@ -138,14 +150,17 @@ class Rskp(TalModel):
     def __init__(self, *, feature_dim: int, num_classes: int, hidden: int, kernel_size: int,
                  dropout: float, topk_ratio: int, num_bases: int, em_iterations: int,
                  em_lambda: float, walk_w: float, memory_slots: int, memory_warmup_epochs: int,
-                 alpha: float, beta: float):
+                 alpha: float, beta: float, scale: float):
         super().__init__()
         self.num_classes, self.topk_ratio = num_classes, topk_ratio
         self.em_iterations, self.em_lambda, self.walk_w = em_iterations, em_lambda, walk_w
         self.memory_warmup_epochs, self.alpha, self.beta = memory_warmup_epochs, alpha, beta
+        self.scale = scale
         self.embed = Embedding(feature_dim, hidden, kernel_size, dropout)
-        self.attention = nn.Linear(hidden, 1)  # class-agnostic foreground
-        self.classifier = nn.Linear(hidden, num_classes + 1)  # MIL branch, background last
+        self.fg_center = nn.Parameter(torch.empty(1, hidden))  # class-agnostic foreground
+        self.class_centers = nn.Parameter(torch.empty(num_classes + 1, hidden))  # background last
+        nn.init.xavier_uniform_(self.fg_center)
+        nn.init.xavier_uniform_(self.class_centers)
         self.init_bases = nn.Parameter(torch.empty(num_bases, hidden))
         nn.init.orthogonal_(self.init_bases)
         self.register_buffer("memory", torch.zeros(num_classes, memory_slots, hidden))
@@ -155,16 +170,17 @@ class Rskp(TalModel):
     def start_epoch(self, epoch: int, train_batches: Any) -> None:
         self.use_memory = epoch >= self.memory_warmup_epochs
 
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., H) -> (..., K + 1)``: the MIL classifier."""
+        return cosine_logits(x, self.class_centers, self.scale)
+
     def head(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The shared classification head on ``x (B, T, H)``."""
-        att = torch.sigmoid(self.attention(x)).squeeze(-1) * mask  # (B, T)
-        cas = self.classifier(x)  # (B, T, K + 1)
-        norm_att = att / att.sum(1, keepdim=True).clamp(min=1e-5)
-        inverse = (1 - att) * mask
-        norm_inv = inverse / inverse.sum(1, keepdim=True).clamp(min=1e-5)
+        att = torch.sigmoid(cosine_logits(x, self.fg_center, self.scale)).squeeze(-1) * mask
+        cas = self.class_logits(x)  # (B, T, K + 1)
+        norm_att = att / att.sum(1, keepdim=True).clamp(min=1e-5)  # (B, T)
         return {"att": att, "cas": cas,
                 "ca_logits": torch.einsum("bt,btc->bc", norm_att, cas),  # attention pooled
-                "bg_logits": torch.einsum("bt,btc->bc", norm_inv, cas),  # (1 - attention) pooled
                 "mil_logits": topk_mean(cas, mask, self.topk_ratio)}  # (B, K + 1)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor,
@@ -199,7 +215,7 @@ class Rskp(TalModel):
     @torch.no_grad()
     def update_memory(self, mu: torch.Tensor, video_labels: torch.Tensor) -> None:
         """Keep, per class, the ``s`` representative snippets with the highest class score."""
-        probs = torch.softmax(self.classifier(mu), dim=-1)  # (B, n, K + 1)
+        probs = torch.softmax(self.class_logits(mu), dim=-1)  # (B, n, K + 1)
         slots = self.memory.shape[1]
         for b, c in torch.nonzero(video_labels > 0).tolist():
             scores = torch.cat([self.memory_score[c], probs[b, :, c]])
@@ -215,9 +231,9 @@ class Rskp(TalModel):
         target_fg = torch.cat([labels, 0 * ones], dim=1)  # attention pooling removes background
         target_all = torch.cat([labels, ones], dim=1)  # every untrimmed video has background
         branches = [out[name] for name in ("main", "intra", "inter") if name in out]
-        target_bg = torch.cat([0 * labels, ones], dim=1)
+        # No "(1 - attention)-pooled logits are background" term: the paper's head has none,
+        # and where actions fill much of a video it teaches action snippets to be background.
         loss_cls = sum(normalised_cross_entropy(br["ca_logits"], target_fg)
-                       + normalised_cross_entropy(br["bg_logits"], target_bg)
                        + normalised_cross_entropy(br["mil_logits"], target_all)
                        for br in branches)
         teacher = torch.stack([torch.softmax(br["cas"], dim=-1) for br in branches[1:]]).mean(0)
@@ -240,12 +256,13 @@ class Rskp(TalModel):
         return torch.stack(video).mean(0), torch.stack(cas).mean(0)
 
 
-def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size: int = 1,
+def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size: int = 3,
           dropout: float = 0.5, topk_ratio: int = 8, num_bases: int = 8, em_iterations: int = 2,
           em_lambda: float = 5.0, walk_w: float = 0.5, memory_slots: int = 5,
-          memory_warmup_epochs: int = 5, alpha: float = 1.0, beta: float = 0.1) -> Rskp:
+          memory_warmup_epochs: int = 5, alpha: float = 1.0, beta: float = 0.1,
+          scale: float = 20.0) -> Rskp:
     return Rskp(feature_dim=feature_dim, num_classes=num_classes, hidden=hidden,
                 kernel_size=kernel_size, dropout=dropout, topk_ratio=topk_ratio,
                 num_bases=num_bases, em_iterations=em_iterations, em_lambda=em_lambda,
                 walk_w=walk_w, memory_slots=memory_slots,
-                memory_warmup_epochs=memory_warmup_epochs, alpha=alpha, beta=beta)
+                memory_warmup_epochs=memory_warmup_epochs, alpha=alpha, beta=beta, scale=scale)

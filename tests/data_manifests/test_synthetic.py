@@ -183,7 +183,8 @@ def test_overrides_are_checked() -> None:
         resolve_spec("tiny", {"bogus": 1})
     with pytest.raises(ConfigError, match="context_strength"):
         resolve_spec("tiny", {"context_strength": 2.0})
-    assert resolve_spec("demo", None, num_videos=13).videos_per_split == (6, 1, 6)
+    # num_videos keeps the preset's proportions (demo: 200 : 20 : 40)
+    assert resolve_spec("demo", None, num_videos=13).videos_per_split == (10, 1, 2)
 
 
 def test_resume_reuses_videos_and_refuses_another_seed(tiny: Path) -> None:

@@ -22,9 +22,9 @@ from data_manifests.schema import Manifest, VideoRecord
 log = logging.getLogger(__name__)
 
 
-
 class FrameCacheTooLarge(MemoryError):
     """The frame cache was refused before decoding: the dataset would not fit in RAM."""
+
 
 class StreamingFrames:
     """Decodes the requested frames from the video file on every call."""

@@ -62,15 +62,15 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
     torch.set_num_threads(1)
     from data_manifests.schema import load_manifest
     from downstream.metrics.detection import evaluate_detection
-    from downstream.tal.predict import predict_tal
-    from downstream.tal.train import ground_truth, train_tal
+    from downstream.tal.task import ground_truth
+    from downstream.training import predict_run, train_run
 
     tick = time.perf_counter()
-    results = train_tal(method=method, features=store, manifest=manifest, out=out,
+    results = train_run(task="tal", method=method, features=store, manifest=manifest, out=out,
                         overrides=overrides, progress=False)
     train_seconds = time.perf_counter() - tick
     epochs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    pred_path = predict_tal(out, features=store, manifest=manifest,
+    pred_path = predict_run(out, features=store, manifest=manifest,
                             out=Path(out) / "predictions" / "test.json", split="test",
                             progress=False)
     man = load_manifest(manifest)

@@ -16,27 +16,37 @@ from typing import Any, TypeVar
 
 import yaml
 
+from data_manifests.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override has an unknown key or a value of the wrong type."""
 
 
 def load_config(cls: type[T], path: str | Path | None = None,
-                overrides: Sequence[str] = ()) -> T:
-    """Build ``cls`` from a YAML file (optional) and ``key.sub=value`` overrides."""
+                overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None) -> T:
+    """Build ``cls`` from a YAML file (optional) and ``key.sub=value`` overrides.
+
+    ``base`` (dotted keys -> values) sits below both: defaults that differ from the dataclass's
+    own, such as a method's official settings of a shared section.
+    """
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {}
+    for key, value in (base or {}).items():
+        _set_dotted(raw, key, value)
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: config file not found") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping, got "
+                              f"{type(loaded).__name__}")
+        _merge(raw, loaded)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -129,6 +139,15 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
     node[leaf] = value
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """Deep-update ``into`` with ``other`` (sections merge, values replace)."""
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _join(prefix: str, name: str) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from data_manifests.errors import UserError
+
 SCHEMA_VERSION = 1
 META_FILE = "meta.json"
 VIDEOS_FILE = "videos.jsonl"
@@ -32,7 +34,7 @@ VIDEOS_FILE = "videos.jsonl"
 TIME_TOLERANCE_S = 0.05
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest (or a source annotation file) has a bad value; names file, line and field."""
 
     def __init__(self, file: str | Path, line: int | None, field_name: str | None, message: str):

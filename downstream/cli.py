@@ -1,7 +1,7 @@
 """`weakfeat downstream`: stage 2 (task models on feature stores, and their metrics).
 
-The command modules are imported when one of their commands runs (``LazyGroup``):
-``downstream.tal`` imports torch, which `weakfeat --help` should not pay for.
+The command modules are imported when one of their commands runs (``LazyGroup``): training
+imports torch, which `weakfeat --help` should not pay for.
 """
 
 import click
@@ -10,7 +10,7 @@ from data_manifests.lazy_group import LazyGroup
 
 
 @click.group(name="downstream", cls=LazyGroup, sources={
-    "downstream.tal.commands": ("train", "predict"),
+    "downstream.commands": ("train", "predict", "methods"),
     "downstream.metrics.commands": ("evaluate",),
 })
 def downstream() -> None:

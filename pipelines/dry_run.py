@@ -12,8 +12,8 @@ Every step is planned in order, one block each:
   video and iteration slot, plus the evaluation views);
 * ``extract features``: the clips the export cuts, by the rule of
   ``extract/clip_grid.py`` (:func:`clip_count`, shared with the export), from each video's frame count;
-* ``downstream train tal``: the config is loaded and the training / validation videos are
-  chosen as the trainer chooses them;
+* ``downstream train TASK``: the task's config is loaded and the training / validation videos
+  are chosen as the trainer chooses them;
 * anything else: the resolved command.
 
 Later steps read the dry-run manifests: an argument naming a ``data build`` step's folder is
@@ -308,29 +308,27 @@ class _Planner:
             f"store: {options['store']}"]
         self.check_videos(manifest, videos, options.get("videos_root") or self.videos, plan)
 
-    def train_tal(self, options: dict[str, Any], plan: StepPlan) -> None:
-        from data_manifests.config import ConfigError, load_config
-        from downstream.tal import METHODS
-        from downstream.tal.config import TalConfig
-        from downstream.tal.train import split_ids
+    def train_task(self, options: dict[str, Any], plan: StepPlan) -> None:
+        from data_manifests.config import ConfigError
+        from downstream.data import split_ids
+        from downstream.tasks import get_task
+        from downstream.training.config import load_run_config
 
-        method = options["method"]
-        if method not in METHODS:
-            raise _Problem(f"--method {method!r}; choose one of {sorted(METHODS)}")
+        task, method = options["task"], options["method"]
         try:
-            config = load_config(TalConfig, options.get("config_path"),
-                                 [f"method={method}", *(options.get("overrides") or ())])
+            config = load_run_config(get_task(task), method, options.get("config_path"),
+                                     list(options.get("overrides") or ()))
         except (ConfigError, OSError) as exc:
-            raise _Problem(f"localization config: {exc}") from exc
+            raise _Problem(f"{task} config: {exc}") from exc
         manifest = self.manifest(options["manifest"])
         try:
             train_ids, val_ids = split_ids(manifest, config.data.train_split,
                                            config.data.val_fraction)
         except ValueError as exc:
-            raise _Problem(f"localization training cannot pick its videos: {exc}") from exc
-        plan.facts.update(method=method, train_split=config.data.train_split,
+            raise _Problem(f"{task} training cannot pick its videos: {exc}") from exc
+        plan.facts.update(task=task, method=method, train_split=config.data.train_split,
                           train_videos=len(train_ids), val_videos=len(val_ids))
-        plan.details.append(f"{method}: {len(train_ids):,} training (split "
+        plan.details.append(f"{task} {method}: {len(train_ids):,} training (split "
                             f"{config.data.train_split}) / {len(val_ids):,} "
                             f"validation videos, {config.train.epochs} epochs, batch "
                             f"{config.train.batch_size}, device {config.train.device}")
@@ -422,7 +420,7 @@ _HANDLERS: dict[str, Callable[[_Planner, dict[str, Any], StepPlan], None]] = {
     "data build": _Planner.data_build,
     "extract train": _Planner.extract_train,
     "extract features": _Planner.extract_features,
-    "downstream train tal": _Planner.train_tal,
+    "downstream train": _Planner.train_task,
     "downstream predict": _Planner.predict,
 }
 

@@ -48,7 +48,8 @@ def test_weakfeat_help_exits_0_and_lists_the_groups():
 
 @pytest.mark.parametrize("args", [
     ["--help"], ["data", "--help"], ["data", "build", "--help"], ["pipelines", "list"],
-    ["pipelines", "run", "--help"], ["downstream", "evaluate", "--help"]])
+    ["pipelines", "run", "--help"], ["downstream", "evaluate", "--help"],
+    ["downstream", "train", "--help"], ["downstream", "predict", "--help"]])
 def test_light_commands_import_no_torch(args):
     code = ("from pipelines.main import cli\n"
             f"cli({args!r}, prog_name='weakfeat', standalone_mode=False)")

@@ -18,7 +18,7 @@ from downstream.metrics.evaluate import evaluate, format_table, to_json
 @click.option("--predictions", "-p", required=True, type=click.Path(exists=True, path_type=Path),
               help="Predictions in the task's standard format.")
 @click.option("--subset", "--split", "subset", default=None,
-              help="tal/cls/tsg: evaluate one split (case-insensitive for tal).")
+              help="tal/cls/seg/tsg: evaluate one split (case-insensitive for tal; seg: with a manifest as GT).")
 @click.option("--tiou", default=None,
               help="tal: thumos14 (0.1:0.7, default) | activitynet (0.5:0.95) | '0.3,0.5'.")
 @click.option("--classes", type=click.Path(exists=True, path_type=Path), default=None,

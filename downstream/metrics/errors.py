@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from data_manifests.errors import UserError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(UserError):
     """A ground-truth or prediction file has a bad value (the message names file and item)."""
 
 

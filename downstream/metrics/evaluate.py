@@ -14,7 +14,7 @@ from downstream.metrics.errors import MetricInputError
 TASK_OPTIONS: dict[str, dict[str, str]] = {
     "tal": {"subset": "--subset", "tiou": "--tiou"},
     "cls": {"subset": "--subset", "classes": "--classes"},
-    "seg": {"background": "--background"},
+    "seg": {"subset": "--subset", "background": "--background"},
     "tsg": {"subset": "--subset", "recall": "--recall", "iou": "--iou", "nms": "--nms"},
 }
 FLAGS = {name: flag for options in TASK_OPTIONS.values() for name, flag in options.items()}

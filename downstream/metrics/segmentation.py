@@ -225,10 +225,36 @@ def read_label_folder(folder: str | Path, videos: Sequence[str] | None = None
     return out
 
 
+def manifest_ground_truth(path: str | Path, subset: str | None = None) -> dict[str, list[str]]:
+    """Video -> MS-TCN frame labels (at each video's fps) from a manifest's segments, for the
+    videos of ``subset`` (all when None); steps without a segment are ``background``."""
+    from data_manifests.schema import ManifestError, load_manifest
+    from downstream.data.seg import frame_label_names
+
+    try:
+        manifest = load_manifest(path).split(subset)
+    except ManifestError as exc:
+        raise MetricInputError(str(exc)) from exc
+    lacking = [v.video_id for v in manifest.videos if v.segments is None]
+    if lacking:
+        raise MetricInputError(f"{path}: {len(lacking)} videos have no segments to take frame "
+                               f"labels from: {', '.join(lacking[:10])}")
+    return {v.video_id: frame_label_names(v, manifest.classes) for v in manifest.videos}
+
+
 def evaluate_files(ground_truth: str | Path, predictions: str | Path, *,
-                   background: Sequence[str] = DEFAULT_BACKGROUND) -> dict:
-    """:func:`evaluate_segmentation` on two MS-TCN folders (GT videos define the set)."""
-    gt = read_label_folder(ground_truth)
+                   background: Sequence[str] = DEFAULT_BACKGROUND,
+                   subset: str | None = None) -> dict:
+    """:func:`evaluate_segmentation` on MS-TCN folders (GT videos define the set). The ground
+    truth may also be a manifest folder (frame labels from its segments, ``subset`` = split)."""
+    path = Path(ground_truth)
+    if (path / "meta.json").exists() or path.name in ("meta.json", "videos.jsonl"):
+        gt = manifest_ground_truth(path, subset)
+    elif subset is not None:
+        raise MetricInputError("--subset needs a manifest as --ground-truth (an MS-TCN folder "
+                               "has no splits)")
+    else:
+        gt = read_label_folder(ground_truth)
     predicted = read_label_folder(predictions, videos=list(gt))
     missing = [video for video in gt if video not in predicted]
     if missing:

@@ -1,14 +1,9 @@
 """Weakly supervised temporal action localization on feature stores: the methods by name.
 
-Each builder takes ``feature_dim``, ``num_classes`` and its own config section's fields
-(``downstream.tal.config.TalConfig.<method>``) as keyword arguments.
+Each method's file declares its ``METHOD`` (config dataclass, builder, needs); this dict is the
+one list of them. The task itself (targets, predictions, metric) is ``downstream.tal.task``.
 """
 
 from downstream.tal import asl, lacp, mil, rskp
 
-METHODS = {
-    "mil": mil.build,
-    "asl": asl.build,
-    "rskp": rskp.build,
-    "lacp": lacp.build,
-}
+METHODS = {m.name: m for m in (mil.METHOD, asl.METHOD, rskp.METHOD, lacp.METHOD)}

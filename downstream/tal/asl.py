@@ -21,6 +21,7 @@ from torch import nn
 
 from downstream.tal.base import TalModel
 from downstream.tal.layers import Embedding, topk_count, topk_mask, video_cross_entropy
+from downstream.task import Method
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,7 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
           dropout: float = 0.5, topk_ratio: int = 8, beta: float = 0.5, q: float = 0.7) -> Asl:
     return Asl(feature_dim=feature_dim, num_classes=num_classes, hidden=hidden,
                kernel_size=kernel_size, dropout=dropout, topk_ratio=topk_ratio, beta=beta, q=q)
+
+
+METHOD = Method(name="asl", config=AslConfig, build=build,
+                summary="ASL, action selection learning (Ma et al., CVPR 2021); weak: video labels")

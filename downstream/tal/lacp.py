@@ -32,6 +32,7 @@ from torch import nn
 
 from downstream.tal.base import TalModel
 from downstream.tal.layers import Embedding, masked_mean, outer_inner_contrast, topk_mean
+from downstream.task import Method
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,6 @@ def feature_contrast(features: torch.Tensor, sequence: np.ndarray, tau: float) -
 
 
 class Lacp(TalModel):
-    needs = ("points",)
-
     def __init__(self, *, feature_dim: int, num_classes: int, hidden: int, kernel_size: int,
                  dropout: float, topk_ratio: int, background_threshold: float,
                  focal_gamma: float, oic_delta: float, tau: float, search_start_epoch: int,
@@ -345,3 +344,7 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
                 search_every=search_every, weight_video=weight_video, weight_point=weight_point,
                 weight_background=weight_background, weight_score=weight_score,
                 weight_feature=weight_feature)
+
+
+METHOD = Method(name="lacp", config=LacpConfig, build=build,
+                summary="LACP, action completeness from points (Lee and Byun, ICCV 2021); point-level", needs=("points",))

@@ -17,6 +17,7 @@ from torch import nn
 
 from downstream.tal.base import TalModel
 from downstream.tal.layers import Embedding, topk_mean, video_cross_entropy
+from downstream.task import Method
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,7 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
           dropout: float = 0.5, topk_ratio: int = 8) -> Mil:
     return Mil(feature_dim=feature_dim, num_classes=num_classes, hidden=hidden,
                kernel_size=kernel_size, dropout=dropout, topk_ratio=topk_ratio)
+
+
+METHOD = Method(name="mil", config=MilConfig, build=build,
+                summary="plain MIL baseline (W-TALC-style top-k pooling, ECCV 2018); weak: video labels")

@@ -36,6 +36,7 @@ from torch import nn
 
 from downstream.tal.base import TalModel
 from downstream.tal.layers import Embedding, topk_mean
+from downstream.task import Method
 
 
 @dataclass(frozen=True)
@@ -266,3 +267,7 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
                 num_bases=num_bases, em_iterations=em_iterations, em_lambda=em_lambda,
                 walk_w=walk_w, memory_slots=memory_slots,
                 memory_warmup_epochs=memory_warmup_epochs, alpha=alpha, beta=beta, scale=scale)
+
+
+METHOD = Method(name="rskp", config=RskpConfig, build=build,
+                summary="RSKP, representative snippet knowledge propagation (Huang et al., CVPR 2022); weak: video labels")

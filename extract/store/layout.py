@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from data_manifests.errors import UserError
+
 SCHEMA_VERSION = 1
 VIDEOS_DIR = "videos"
 STAGING_DIR = ".staging"
@@ -64,7 +66,7 @@ STALE_FOREIGN_S = 24 * 3600.0  # staging entries of other hosts older than this 
 _SAFE = "-_.,=+@~"
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """A store is missing, malformed, or asked for something it does not hold."""
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_manifests.schema import Manifest, ManifestMeta, Point, Segment, VideoRecord
-from downstream.data import DataError, TalDataset, collate_tal, held_out_split
+from downstream.data import DataError, TalDataset, held_out_split
 from downstream.data.tal import point_targets
 
 
@@ -50,20 +50,20 @@ def test_targets_on_the_feature_grid():
     ds = TalDataset(make_store(), make_manifest(), ["v1", "v2"], needs=("points",))
     item = ds[0]
     assert item.features.shape == (10, 4)
-    assert item.video_labels.tolist() == [1, 0, 0]
+    assert item.targets["video_labels"].tolist() == [1, 0, 0]
     # Clip centres 0.5, 1.5, ...: 2.5 and 3.5 lie in [2, 4].
-    assert np.flatnonzero(item.snippet_labels[:, 0].numpy()).tolist() == [2, 3]
+    assert np.flatnonzero(item.targets["snippet_labels"][:, 0].numpy()).tolist() == [2, 3]
     # The point at 3.2 s is nearest to the centre 3.5 (index 3).
-    assert np.flatnonzero(item.point_labels[:, 0].numpy()).tolist() == [3]
+    assert np.flatnonzero(item.targets["point_labels"][:, 0].numpy()).tolist() == [3]
     item2 = ds[1]
-    assert item2.video_labels.tolist() == [0, 1, 1]
-    assert item2.point_labels[0, 1] == 1 and item2.point_labels[5, 2] == 1
-    assert item2.point_labels.sum() == 2
+    assert item2.targets["video_labels"].tolist() == [0, 1, 1]
+    assert item2.targets["point_labels"][0, 1] == 1 and item2.targets["point_labels"][5, 2] == 1
+    assert item2.targets["point_labels"].sum() == 2
 
 
 def test_collate_pads_and_masks():
     ds = TalDataset(make_store(), make_manifest(), ["v1", "v2"])
-    batch = collate_tal([ds[0], ds[1]])
+    batch = ds.collate([ds[0], ds[1]])
     assert batch["features"].shape == (2, 10, 4)
     assert batch["mask"].sum(1).tolist() == [10, 6]
     assert torch.all(batch["features"][1, 6:] == 0)
@@ -84,7 +84,7 @@ def test_random_crops_have_fixed_length_and_aligned_targets():
         np.testing.assert_array_equal(item.features.numpy(),
                                       store.videos["v1"][item.offset:item.offset + 4])
         expected = [t - item.offset for t in (2, 3) if item.offset <= t < item.offset + 4]
-        assert np.flatnonzero(item.snippet_labels[:, 0].numpy()).tolist() == expected
+        assert np.flatnonzero(item.targets["snippet_labels"][:, 0].numpy()).tolist() == expected
     assert len(offsets) > 1
     fixed = TalDataset(store, make_manifest(), ["v1"], max_snippets=4)
     assert fixed[0].offset == 0 and fixed[0].features.shape[0] == 4

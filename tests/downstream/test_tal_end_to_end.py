@@ -15,8 +15,7 @@ from downstream.data import DataError
 from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
 from downstream.metrics.detection import evaluate_files
 from downstream.tal import METHODS
-from downstream.tal.predict import predict_tal
-from downstream.tal.train import train_tal
+from downstream.training import predict_run, train_run
 
 TINY = ["train.epochs=2", "train.batch_size=4", "train.lr=0.001", "data.max_snippets=24",
         "mil.hidden=16", "asl.hidden=16", "rskp.hidden=16", "lacp.hidden=16",
@@ -38,14 +37,14 @@ def test_train_predict_evaluate(tiny, method):
     root, manifest, manifest_dir, store = tiny
     torch.manual_seed(0)
     run = root / f"run_{method}"
-    results = train_tal(method=method, features=store, manifest=manifest_dir, out=run,
+    results = train_run(task="tal", method=method, features=store, manifest=manifest_dir, out=run,
                         overrides=TINY, progress=False)
     assert results["epochs"] == 2 and results["best_epoch"] in (1, 2)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in records)
     assert (run / "checkpoints" / "best.pt").exists() and (run / "config.yaml").exists()
-    out = predict_tal(run, features=store, manifest=manifest_dir, out=root / f"{method}.json",
+    out = predict_run(run, features=store, manifest=manifest_dir, out=root / f"{method}.json",
                       progress=False)
     payload = json.loads(out.read_text())
     test_ids = {v.video_id for v in manifest.videos if v.split == "test"}
@@ -68,28 +67,33 @@ def test_cli_train_and_predict_match_the_python_api(tiny):
         args += ["--set", item]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output[result.output.index("{"):])["epochs"] == 2
+    # One result line on the console; the numbers are in the run's results.json.
+    assert result.output.strip().splitlines()[-1].startswith("tal mil: best val average_mAP")
+    assert json.loads((run / "results.json").read_text())["epochs"] == 2
     pred = root / "cli.json"
     result = CliRunner().invoke(cli, ["downstream", "predict", str(run), "--features", str(store),
                                       "--manifest", str(manifest_dir), "--out", str(pred)])
     assert result.exit_code == 0, result.output
-    api = predict_tal(run, features=store, manifest=manifest_dir, out=root / "api.json",
+    api = predict_run(run, features=store, manifest=manifest_dir, out=root / "api.json",
                       progress=False)
     assert json.loads(pred.read_text()) == json.loads(api.read_text())
     # An existing run is not overwritten without --resume; unknown config keys are errors.
+    # Both are one-line messages (exit 1), not tracebacks.
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code != 0 and "--resume" in str(again.exception)
+    assert again.exit_code == 1 and "--resume" in again.output
+    assert "Traceback" not in again.output
     other = [str(root / "other") if a == str(run) else a for a in args]
     bad = CliRunner().invoke(cli, [*other, "--set", "train.epoch=3"])
-    assert bad.exit_code != 0 and "train.epoch" in str(bad.exception)
+    assert bad.exit_code == 1 and "train.epoch" in bad.output
+    assert not (root / "other").exists()  # refused before the run folder is written
 
 
 def test_resume_continues_from_the_last_epoch(tiny):
     root, _, manifest_dir, store = tiny
     run = root / "resume"
-    train_tal(method="asl", features=store, manifest=manifest_dir, out=run,
+    train_run(task="tal", method="asl", features=store, manifest=manifest_dir, out=run,
               overrides=[*TINY, "train.epochs=1"], progress=False)
-    results = train_tal(method="asl", features=store, manifest=manifest_dir, out=run,
+    results = train_run(task="tal", method="asl", features=store, manifest=manifest_dir, out=run,
                         overrides=[*TINY, "train.epochs=2"], resume=True, progress=False)
     epochs = [json.loads(line)["epoch"]
               for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -102,7 +106,7 @@ def test_store_missing_videos_is_a_clear_error(tiny, tmp_path):
     store = write_store(partial, tmp_path / "partial.zarr", SyntheticFeatures(dim=8))
     missing = sorted(v.video_id for v in manifest.videos[5:] if v.split == "train")
     with pytest.raises(DataError, match="missing") as info:
-        train_tal(method="mil", features=store, manifest=manifest_dir, out=tmp_path / "r",
+        train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=tmp_path / "r",
                   overrides=TINY, progress=False)
     assert missing[0] in str(info.value)
 
@@ -110,11 +114,11 @@ def test_store_missing_videos_is_a_clear_error(tiny, tmp_path):
 def test_predict_refuses_a_store_of_another_dimension(tiny, tmp_path):
     _, manifest, manifest_dir, store = tiny
     run = tmp_path / "run"
-    train_tal(method="mil", features=store, manifest=manifest_dir, out=run,
+    train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
               overrides=[*TINY, "train.epochs=1"], progress=False)
     other = write_store(manifest, tmp_path / "wide.zarr", SyntheticFeatures(dim=12))
     with pytest.raises(DataError, match="dim 12.*dim 8"):
-        predict_tal(run, features=other, manifest=manifest_dir, out=tmp_path / "p.json",
+        predict_run(run, features=other, manifest=manifest_dir, out=tmp_path / "p.json",
                     progress=False)
 
 
@@ -123,5 +127,5 @@ def test_lacp_needs_points(tiny, tmp_path):
     no_points = Manifest(manifest.meta, tuple(replace(v, points=None) for v in manifest.videos))
     manifest_dir = write_manifest(no_points, tmp_path / "m")
     with pytest.raises(DataError, match="no points"):
-        train_tal(method="lacp", features=store, manifest=manifest_dir, out=tmp_path / "r",
+        train_run(task="tal", method="lacp", features=store, manifest=manifest_dir, out=tmp_path / "r",
                   overrides=TINY, progress=False)

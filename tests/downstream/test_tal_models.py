@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from downstream.tal import METHODS
-from downstream.tal.config import TalConfig
+from downstream.tasks import get_task
+from downstream.training.config import load_run_config
 
 B, T, D, K = 2, 24, 8, 3
 
@@ -28,7 +29,7 @@ def tiny_batch() -> dict:
 
 
 def build(name: str):
-    model = METHODS[name](feature_dim=D, num_classes=K, hidden=16, dropout=0.0)
+    model = METHODS[name].build(feature_dim=D, num_classes=K, hidden=16, dropout=0.0)
     return model
 
 
@@ -113,11 +114,11 @@ def test_rskp_defaults_learn_where_the_action_is():
     the demo whole-video proposals won (mAP@0.5 ~ 0)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    config = TalConfig()
+    config = load_run_config(get_task("tal"), "rskp")
     length, dim, classes = 40, 32, 3
     features, labels, inside = one_instance_videos(32, length, dim, classes, generator)
-    model = METHODS["rskp"](feature_dim=dim, num_classes=classes,
-                            **dataclasses.asdict(config.rskp))
+    model = METHODS["rskp"].build(feature_dim=dim, num_classes=classes,
+                                  **dataclasses.asdict(config.rskp))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
                                  weight_decay=config.train.weight_decay)
     mask = torch.ones(8, length, dtype=torch.bool)

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-import downstream.tal.train as train_module
+import downstream.tal.task as tal_task_module
 from data_manifests.schema import Manifest, write_manifest
-from downstream.data import DataError
+from downstream.data import DataError, split_ids
 from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
-from downstream.tal.train import split_ids, train_tal
+from downstream.training import train_run
 
 TINY = ["train.epochs=1", "train.batch_size=4", "data.max_snippets=24", "mil.hidden=8"]
 
@@ -63,14 +63,14 @@ def test_train_tal_trains_on_the_rest_and_selects_on_the_held_out_part(tmp_path,
     store = write_store(manifest, tmp_path / "features.zarr", SyntheticFeatures(dim=8), seed=0)
     expected_train, expected_held = split_ids(manifest, "val", 0.2)
     made: list[tuple[list[str], bool]] = []
-    real = train_module.TalDataset
+    real = tal_task_module.TalDataset
 
     def recording(store, manifest, video_ids, **kwargs):
         made.append((list(video_ids), kwargs.get("random_crop", False)))
         return real(store, manifest, video_ids, **kwargs)
 
-    monkeypatch.setattr(train_module, "TalDataset", recording)
-    results = train_tal(method="mil", features=store, manifest=manifest_dir, out=tmp_path / "run",
+    monkeypatch.setattr(tal_task_module.TalTask, "dataset_class", staticmethod(recording))
+    results = train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=tmp_path / "run",
                         overrides=[*TINY, "data.train_split=val"], progress=False)
     assert (results["train_split"], results["epochs"]) == ("val", 1)
     assert (results["train_videos"], results["val_videos"]) == (len(expected_train),

@@ -1,0 +1,174 @@
+"""Benchmark of a stage-2 task's methods on Kinc / Weak / Full feature stores, over seeds.
+
+    python benchmarks/stage2_tasks.py --task seg --manifest M \
+        --store kinc=K/features.zarr --store weak=W/features.zarr --store full=F/features.zarr \
+        --methods linear mstcn --seeds 0 1 2 --out bench_out/seg
+
+The stores come from ``benchmarks/recipes/stage1-stores.yaml`` (the command is at its top).
+Every (method, store, seed) trains with ``weakfeat downstream train`` semantics in its own
+process (so its peak RSS is its own): the method's official defaults, ``--set`` overrides for
+every run and ``--method-set METHOD:key=value`` for one method; the checkpoint is selected on
+the "val" split and scored on "test". Nothing is tuned on the seeds that are reported: the
+settings are the methods' defaults (plus the overrides, which the README states).
+
+Prints and writes (``OUT/table.md``, ``OUT/results.json``): per method and store the task's
+headline metrics as mean ± std over seeds (percent), Weak − Kinc as the mean of the per-seed
+differences with its 95% t-interval, seconds per training epoch and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# two-sided 95% Student t quantiles by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+       9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def run_one(task: str, method: str, store: str, manifest: str, out: str,
+            overrides: list[str], queue: mp.Queue) -> None:
+    """Train, then score the test split, in this (child) process; report via ``queue``."""
+    import torch
+
+    torch.set_num_threads(1)
+    from downstream.training import evaluate_run, train_run
+
+    tick = time.perf_counter()
+    try:
+        results = train_run(task=task, method=method, features=store, manifest=manifest,
+                            out=out, overrides=overrides, progress=False)
+        epochs = [json.loads(line)
+                  for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+        metrics = evaluate_run(out, features=store, manifest=manifest, split="test")
+    except Exception as exc:  # a failed run is reported in the table, the others go on
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    queue.put({"metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+               "best_epoch": results["best_epoch"],
+               "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])),
+               "train_seconds": time.perf_counter() - tick,
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval); half-width NaN for one value."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, math.nan
+    t = T95.get(n - 1) or T95[max(k for k in T95 if k <= n - 1)]
+    return mean, t * float(np.std(values, ddof=1)) / math.sqrt(n)
+
+
+def table(rows: list[dict], methods: list[str], stores: list[str], headline: tuple[str, ...]
+          ) -> str:
+    lines = []
+    for metric in headline:
+        head = f"| {metric} (%) | " + " | ".join(stores)
+        delta = "weak" in stores and "kinc" in stores
+        head += " | Weak − Kinc (95% CI) |" if delta else " |"
+        lines += [head, "|---" * (len(stores) + 1 + delta) + "|"]
+        for method in methods:
+            cells = []
+            for store in stores:
+                values = [100 * r["metrics"][metric] for r in rows
+                          if r["method"] == method and r["store"] == store and "metrics" in r]
+                cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "–")
+            if delta:
+                by_seed = {(r["store"], r["seed"]): 100 * r["metrics"][metric] for r in rows
+                           if r["method"] == method and "metrics" in r}
+                diffs = [by_seed[("weak", s)] - by_seed[("kinc", s)]
+                         for s in sorted({s for _, s in by_seed})
+                         if ("weak", s) in by_seed and ("kinc", s) in by_seed]
+                mean, half = interval(diffs) if diffs else (math.nan, math.nan)
+                cells.append(f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| method | store | s/epoch | peak RSS MiB | best epochs |", "|---|---|---|---|---|"]
+    for method in methods:
+        for store in stores:
+            mine = [r for r in rows if r["method"] == method and r["store"] == store
+                    and "metrics" in r]
+            if mine:
+                lines.append(f"| {method} | {store} | "
+                             f"{np.mean([r['seconds_per_epoch'] for r in mine]):.2f} | "
+                             f"{max(r['peak_rss_mib'] for r in mine):.0f} | "
+                             f"{', '.join(str(r['best_epoch']) for r in mine)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, help="tal | seg | car | tsg")
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--store", action="append", required=True, metavar="NAME=PATH",
+                        help="a feature store by name (kinc, weak, full); repeatable")
+    parser.add_argument("--methods", nargs="+", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", required=True, help="work folder (recreated)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override for every run (key=value)")
+    parser.add_argument("--method-set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                        help="config override for one method")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    from downstream.tasks import get_task
+
+    headline = get_task(args.task).headline
+    stores = dict(item.split("=", 1) for item in args.store)
+    per_method: dict[str, list[str]] = {}
+    for item in args.method_set:
+        method, _, setting = item.partition(":")
+        per_method.setdefault(method, []).append(setting)
+    work = Path(args.out)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ctx = mp.get_context("spawn")
+    rows: list[dict] = []
+    for method in args.methods:
+        for store, path in stores.items():
+            for seed in args.seeds:
+                queue = ctx.Queue()
+                overrides = [*args.overrides, *per_method.get(method, []), f"train.seed={seed}"]
+                proc = ctx.Process(target=run_one, args=(
+                    args.task, method, str(Path(path).resolve()), str(Path(args.manifest).resolve()),
+                    str(work / f"{method}-{store}-s{seed}"), overrides, queue))
+                proc.start()
+                row = queue.get()
+                proc.join()
+                row.update(method=method, store=store, seed=seed)
+                rows.append(row)
+                if "error" in row:
+                    print(f"{method} {store} seed {seed}: FAILED {row['error']}", flush=True)
+                    continue
+                shown = ", ".join(f"{k} {100 * row['metrics'][k]:.1f}" for k in headline)
+                print(f"{method} {store} seed {seed}: {shown} (best epoch {row['best_epoch']}, "
+                      f"{row['seconds_per_epoch']:.2f} s/epoch, {row['peak_rss_mib']:.0f} MiB)",
+                      flush=True)
+    text = table(rows, args.methods, list(stores), headline)
+    (work / "results.json").write_text(json.dumps(
+        {"task": args.task, "rows": rows, "overrides": args.overrides,
+         "method_overrides": per_method, "stores": stores, "manifest": args.manifest},
+        indent=1))
+    (work / "table.md").write_text(text + "\n")
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The project's own errors, and the one place that turns them into one-line CLI messages.
+
+Every error that means "the user's input is wrong" (a config key, a manifest line, a store that
+does not fit, a file that is not there or already there) derives from :class:`UserError` or is
+one of the OS errors below. A command wraps its work in :func:`reported`: those errors become a
+``click.ClickException`` holding the error's own message (which names the file, the item and the
+value), so the user sees one line and exit code 1, never a traceback. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class UserError(ValueError):
+    """Base of the project's bad-input errors (ConfigError, ManifestError, DataError, ...)."""
+
+
+# OS errors that a user's path causes: a missing input, an output that already exists, a file
+# where a folder was expected.
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Run the body; a user error leaves as ``click.ClickException(message)``."""
+    import click
+
+    try:
+        yield
+    except (UserError, *USER_OS_ERRORS) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,92 @@
+"""The configuration tree of a stage-2 run (YAML form: ``RUN/config.yaml``).
+
+Shared by every task: ``data`` (which videos, windows, cache) and ``train`` (optimisation and
+checkpoint selection). The task adds its own sections (localization: ``post`` and ``eval``) and
+every method of the task its section, named after it; the tree is built from those declarations
+(:func:`config_class`), so adding a method adds its section, its CLI choice and its defaults in
+one place. Feature dimension, classes, fps and clip geometry are never here: they come from the
+store and the manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from data_manifests.config import ConfigError, load_config
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    max_snippets: int = 512  # training crops longer videos to a random window this long (0: off)
+    # The manifest split the model trains on. Checkpoints are selected on the "val" split; when
+    # there is none, or when train_split is "val" itself (THUMOS'14 and MultiTHUMOS train on
+    # their validation videos), a held-out part of train_split is the selection split instead:
+    # round(val_fraction * n) of its videos, the first in the order of the sha1 of their ids
+    # (the same videos for every seed and machine), never trained on. The test split is never
+    # read in training.
+    train_split: str = "train"
+    val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
+    cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
+
+    def __post_init__(self) -> None:
+        if self.max_snippets < 0:
+            raise ValueError(f"data.max_snippets={self.max_snippets} must be >= 0 (0: off)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction={self.val_fraction} must lie in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30  # passes over the training items
+    batch_size: int = 8  # items per step (padded to the longest, masked)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # torch.optim.Adam / AdamW / SGD
+    lr: float = 1e-4  # learning rate
+    weight_decay: float = 1e-4  # weight decay (Adam: L2 in the gradient; AdamW: decoupled)
+    momentum: float = 0.9  # SGD momentum (unused by Adam/AdamW)
+    lr_milestones: tuple[int, ...] = ()  # epochs after which the rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # factor at each milestone
+    grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
+    eval_every: int = 1  # epochs between validation evaluations (the last epoch always is)
+    seed: int = 0  # seeds torch and the crop sampler
+    device: str = "cpu"  # torch device ("cuda" on a GPU machine)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr={self.lr} must be > 0")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
+
+
+@functools.cache
+def config_class(task: Any) -> type:
+    """The frozen dataclass of ``task``'s run config: task, method, data, train, the task's
+    sections, one section per method."""
+    names = tuple(task.methods)
+    fields: list[tuple[str, Any, Any]] = [
+        ("task", typing.Literal[task.name], field(default=task.name)),
+        ("method", typing.Literal[names], field(default=names[0])),
+        ("data", DataConfig, field(default_factory=DataConfig)),
+        ("train", TrainConfig, field(default_factory=TrainConfig)),
+    ]
+    fields += [(name, cls, field(default_factory=cls)) for name, cls in task.sections.items()]
+    fields += [(m.name, m.config, field(default_factory=m.config))
+               for m in task.methods.values()]
+    return make_dataclass(f"{task.name.capitalize()}RunConfig", fields, frozen=True)
+
+
+def load_run_config(task: Any, method: str, path: str | Path | None = None,
+                    overrides: tuple[str, ...] | list[str] = ()) -> Any:
+    """``task``'s config for ``method``: the method's official defaults, then the YAML file,
+    then the ``--set`` overrides."""
+    if method not in task.methods:
+        raise ConfigError(f"--method {method!r} is not a {task.name} method; choose one of "
+                          f"{sorted(task.methods)}")
+    return load_config(config_class(task), path, [f"method={method}", *overrides],
+                       base={"task": task.name, **task.methods[method].defaults})

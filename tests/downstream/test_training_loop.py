@@ -1,0 +1,105 @@
+"""The shared stage-2 loop: exact resume, selection on validation, inputs checked first, the
+config tree built from the method declarations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from data_manifests.config import ConfigError
+from data_manifests.schema import write_manifest
+from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
+from downstream.tal import METHODS
+from downstream.tasks import TASKS, get_task
+from downstream.training import train_run
+from downstream.training.config import config_class, load_run_config
+
+TINY = ["train.batch_size=4", "train.lr=0.001", "data.max_snippets=24", "mil.hidden=16",
+        "lacp.hidden=16", "rskp.hidden=16", "rskp.memory_warmup_epochs=1",
+        "lacp.search_start_epoch=1", "lacp.search_every=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
+                                    instances=(1, 3), length=(3.0, 6.0))
+    manifest_dir = write_manifest(manifest, root / "manifest")
+    store = write_store(manifest, root / "features.zarr", SyntheticFeatures(dim=8), seed=0)
+    return root, manifest_dir, store
+
+
+@pytest.mark.parametrize("method", ["mil", "lacp", "rskp"])
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny, method):
+    """Crops, shuffling, dropout and the methods' epoch state (LACP's sequences, RSKP's memory)
+    all continue where they stopped."""
+    root, manifest_dir, store = tiny
+    straight = root / f"straight_{method}"
+    train_run(task="tal", method=method, features=store, manifest=manifest_dir, out=straight,
+              overrides=[*TINY, "train.epochs=3"], progress=False)
+    split = root / f"split_{method}"
+    train_run(task="tal", method=method, features=store, manifest=manifest_dir, out=split,
+              overrides=[*TINY, "train.epochs=2"], progress=False)
+    train_run(task="tal", method=method, features=store, manifest=manifest_dir, out=split,
+              overrides=[*TINY, "train.epochs=3"], resume=True, progress=False)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        if torch.is_tensor(a["model"][key]):
+            assert torch.equal(a["model"][key], b["model"][key]), key
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (straight, split)]
+    assert losses[0] == losses[1]
+
+
+def test_the_config_tree_comes_from_the_method_declarations():
+    task = get_task("tal")
+    cls = config_class(task)
+    config = load_run_config(task, "lacp")
+    assert config.task == "tal" and config.method == "lacp"
+    for name, method in METHODS.items():
+        assert isinstance(getattr(config, name), method.config)
+    with pytest.raises(ConfigError, match="not a tal method"):
+        load_run_config(task, "mstcn")
+    with pytest.raises(ConfigError, match="method"):  # the Literal of the declared names
+        load_run_config(task, "mil", overrides=["method=nope"])
+    assert cls is config_class(task)  # built once
+
+
+def test_a_method_default_sits_below_the_users_settings(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    task = get_task("tal")
+    monkeypatch.setitem(task.methods, "mil", replace(task.methods["mil"],
+                                                     defaults={"train.lr": 0.005}))
+    assert load_run_config(task, "mil").train.lr == 0.005
+    assert load_run_config(task, "mil", overrides=["train.lr=0.01"]).train.lr == 0.01
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("train:\n  lr: 0.02\n")
+    assert load_run_config(task, "mil", yaml_file).train.lr == 0.02
+    assert load_run_config(task, "asl").train.lr == 1e-4  # another method: untouched
+
+
+@pytest.mark.parametrize("bad", ["train.batch_size=-4", "train.epochs=0", "data.val_fraction=1.5",
+                                 "train.lr=0", "data.max_snippets=-1"])
+def test_nonsense_settings_are_refused_before_the_run_folder_exists(tiny, tmp_path, bad):
+    _root, manifest_dir, store = tiny
+    with pytest.raises(ConfigError, match=bad.split("=")[0]):
+        train_run(task="tal", method="mil", features=store, manifest=manifest_dir,
+                  out=tmp_path / "run", overrides=[bad], progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_methods_command_lists_every_task_and_method():
+    from pipelines.main import cli
+
+    result = CliRunner().invoke(cli, ["downstream", "methods"])
+    assert result.exit_code == 0, result.output
+    for name in TASKS:
+        assert f"{name}: " in result.output
+        for method in get_task(name).methods:
+            assert f"  {method} " in result.output

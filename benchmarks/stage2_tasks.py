@@ -74,8 +74,8 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean, t * float(np.std(values, ddof=1)) / math.sqrt(n)
 
 
-def table(rows: list[dict], methods: list[str], stores: list[str], headline: tuple[str, ...]
-          ) -> str:
+def table(rows: list[dict], methods: list[str], stores: list[str], headline: tuple[str, ...],
+          with_max: bool = False) -> str:
     lines = []
     for metric in headline:
         head = f"| {metric} (%) | " + " | ".join(stores)
@@ -86,11 +86,15 @@ def table(rows: list[dict], methods: list[str], stores: list[str], headline: tup
             cells = []
             for store in stores:
                 values = [100 * r["metrics"][metric] for r in rows
-                          if r["method"] == method and r["store"] == store and "metrics" in r]
-                cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "–")
+                          if r["method"] == method and r["store"] == store
+                          and metric in r.get("metrics", {})]
+                cell = f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "–"
+                if values and with_max:  # set-supervised segmentation papers report the max too
+                    cell += f" (max {np.max(values):.1f})"
+                cells.append(cell)
             if delta:
                 by_seed = {(r["store"], r["seed"]): 100 * r["metrics"][metric] for r in rows
-                           if r["method"] == method and "metrics" in r}
+                           if r["method"] == method and metric in r.get("metrics", {})}
                 diffs = [by_seed[("weak", s)] - by_seed[("kinc", s)]
                          for s in sorted({s for _, s in by_seed})
                          if ("weak", s) in by_seed and ("kinc", s) in by_seed]
@@ -124,12 +128,18 @@ def main() -> None:
                         help="config override for every run (key=value)")
     parser.add_argument("--method-set", action="append", default=[], metavar="METHOD:KEY=VALUE",
                         help="config override for one method")
+    parser.add_argument("--metrics", nargs="+", default=None,
+                        help="metrics to tabulate (default: the task's headline metrics)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, one thread each (seconds per epoch then share cores)")
+    parser.add_argument("--with-max", action="store_true",
+                        help="add the max over seeds to each cell (POC's Table 5 reports it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
     from downstream.tasks import get_task
 
-    headline = get_task(args.task).headline
+    headline = tuple(args.metrics or get_task(args.task).headline)
     stores = dict(item.split("=", 1) for item in args.store)
     per_method: dict[str, list[str]] = {}
     for item in args.method_set:
@@ -139,28 +149,34 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     ctx = mp.get_context("spawn")
+    jobs = [(method, store, path, seed) for method in args.methods
+            for store, path in stores.items() for seed in args.seeds]
     rows: list[dict] = []
-    for method in args.methods:
-        for store, path in stores.items():
-            for seed in args.seeds:
-                queue = ctx.Queue()
-                overrides = [*args.overrides, *per_method.get(method, []), f"train.seed={seed}"]
-                proc = ctx.Process(target=run_one, args=(
-                    args.task, method, str(Path(path).resolve()), str(Path(args.manifest).resolve()),
-                    str(work / f"{method}-{store}-s{seed}"), overrides, queue))
-                proc.start()
-                row = queue.get()
-                proc.join()
-                row.update(method=method, store=store, seed=seed)
-                rows.append(row)
-                if "error" in row:
-                    print(f"{method} {store} seed {seed}: FAILED {row['error']}", flush=True)
-                    continue
-                shown = ", ".join(f"{k} {100 * row['metrics'][k]:.1f}" for k in headline)
-                print(f"{method} {store} seed {seed}: {shown} (best epoch {row['best_epoch']}, "
-                      f"{row['seconds_per_epoch']:.2f} s/epoch, {row['peak_rss_mib']:.0f} MiB)",
-                      flush=True)
-    text = table(rows, args.methods, list(stores), headline)
+    running: list[tuple[mp.Process, mp.Queue, dict]] = []
+    while jobs or running:
+        while jobs and len(running) < args.jobs:  # each child uses one thread
+            method, store, path, seed = jobs.pop(0)
+            queue = ctx.Queue()
+            overrides = [*args.overrides, *per_method.get(method, []), f"train.seed={seed}"]
+            proc = ctx.Process(target=run_one, args=(
+                args.task, method, str(Path(path).resolve()), str(Path(args.manifest).resolve()),
+                str(work / f"{method}-{store}-s{seed}"), overrides, queue))
+            proc.start()
+            running.append((proc, queue, {"method": method, "store": store, "seed": seed}))
+        proc, queue, row = running.pop(0)  # results are reported in launch order
+        row.update(queue.get())
+        proc.join()
+        rows.append(row)
+        if "error" in row:
+            print(f"{row['method']} {row['store']} seed {row['seed']}: FAILED {row['error']}",
+                  flush=True)
+            continue
+        shown = ", ".join(f"{k} {100 * row['metrics'][k]:.1f}" for k in headline
+                          if k in row["metrics"])
+        print(f"{row['method']} {row['store']} seed {row['seed']}: {shown} (best epoch "
+              f"{row['best_epoch']}, {row['seconds_per_epoch']:.2f} s/epoch, "
+              f"{row['peak_rss_mib']:.0f} MiB)", flush=True)
+    text = table(rows, args.methods, list(stores), headline, args.with_max)
     (work / "results.json").write_text(json.dumps(
         {"task": args.task, "rows": rows, "overrides": args.overrides,
          "method_overrides": per_method, "stores": stores, "manifest": args.manifest},

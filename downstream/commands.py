@@ -41,15 +41,19 @@ def train_command(task, method, features, manifest, out, config_path, overrides,
               help="predictions to write (the task's format: see the README)")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best",
               show_default=True, help="best on validation, or the last epoch")
+@click.option("--set", "overrides", multiple=True,
+              help="override of the task's own sections, e.g. post.class_threshold=0.25 (tal)")
 @click.option("--device", default="cpu", show_default=True, help="torch device")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def predict_command(run, features, manifest, split, out, checkpoint, device, progress) -> None:
+def predict_command(run, features, manifest, split, out, checkpoint, overrides, device,
+                    progress) -> None:
     """Write a trained run's predictions of SPLIT in its task's standard format."""
     from downstream.training import predict_run
 
     with reported():
         path = predict_run(run, features=features, manifest=manifest, out=out, split=split,
-                           checkpoint=checkpoint, device=device, progress=progress)
+                           checkpoint=checkpoint, overrides=overrides, device=device,
+                           progress=progress)
     click.echo(str(path))
 
 
@@ -65,8 +69,8 @@ def methods_command(task) -> None:
         for method in task_.methods.values():
             needs = ", ".join(method.needs) or "video labels"
             defaults = " ".join(f"{k}={v}" for k, v in method.defaults.items())
-            click.echo(f"  {method.name:<10} {method.summary}; trains on {needs}"
-                       + (f"; defaults {defaults}" if defaults else ""))
+            click.echo(f"  {method.name:<10} {method.summary} [trains on {needs}]"
+                       + (f"\n  {'':<10} defaults: {defaults}" if defaults else ""))
 
 
 COMMANDS: list[click.Command] = [train_command, predict_command, methods_command]

@@ -13,6 +13,8 @@ from data_manifests.config import ConfigError
 TASKS: dict[str, str] = {
     "tal": "downstream.tal.task",  # weakly supervised temporal action localization
     "seg": "downstream.seg.task",  # temporal action segmentation
+    "car": "downstream.car.task",  # complex activity recognition
+    "tsg": "downstream.tsg.task",  # temporal sentence grounding
 }
 
 

@@ -52,7 +52,14 @@ ANNOTATIONS: dict[str, Callable[[VideoRecord], bool]] = {
     "sentences": lambda v: bool(v.sentences),
     # one glance timestamp per sentence
     "glances": lambda v: bool(v.sentences) and all(s.glance is not None for s in v.sentences),
+    # the moment (start < end, finite seconds) of every sentence: full grounding supervision
+    "moments": lambda v: bool(v.sentences) and all(_is_moment(s.start, s.end) for s in v.sentences),
 }
+
+
+def _is_moment(start: Any, end: Any) -> bool:
+    return (isinstance(start, (int, float)) and isinstance(end, (int, float))
+            and bool(np.isfinite(start) and np.isfinite(end)) and end > start)
 
 
 @dataclass(frozen=True)

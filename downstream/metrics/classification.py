@@ -180,24 +180,36 @@ def score_matrix(labels: dict[str, set[str]], predictions: dict[str, np.ndarray]
     return scores, targets, videos
 
 
+def manifest_ground_truth(path: str | Path, subset: str | None = None
+                          ) -> tuple[list[str], dict[str, set[str]]]:
+    """(class names in score order, video id -> its set of classes) from a manifest folder, for
+    the videos of split ``subset`` (all when None). The labels are ``VideoRecord.labels`` (the
+    unit actions of a Breakfast video, the actions of a Charades video): what the ``car`` task
+    trains on and writes submissions for (``downstream predict``)."""
+    from data_manifests.schema import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(path).split(subset)
+    except ManifestError as exc:
+        raise MetricInputError(str(exc)) from exc
+    return list(manifest.classes), {v.video_id: set(v.labels) for v in manifest.videos}
+
+
 def evaluate_files(ground_truth: str | Path, predictions: str | Path, *,
                    subset: str | None = None, classes: str | Path | None = None) -> dict:
     """Charades mAP of a submission file against a manifest folder or a Charades CSV.
 
     ``classes`` (a ``Charades_v1_classes.txt``-style file) is required with a CSV and refused
-    with a manifest (which defines its classes); ``subset`` picks a manifest split.
+    with a manifest (which defines its classes: :func:`manifest_ground_truth`); ``subset`` picks
+    a manifest split.
     Returns :func:`multilabel_map`'s dict plus ``classes`` and ``num_videos``.
     """
     gt_path = Path(ground_truth)
     if gt_path.is_dir() or gt_path.name in ("meta.json", "videos.jsonl"):
-        from data_manifests.schema import load_manifest
-
         if classes is not None:
             raise MetricInputError(f"--classes applies to a Charades CSV; the manifest {gt_path} "
                              f"defines its own classes")
-        manifest = load_manifest(gt_path).split(subset)
-        names = list(manifest.classes)
-        labels = {video.video_id: set(video.labels) for video in manifest.videos}
+        names, labels = manifest_ground_truth(gt_path, subset)
     else:
         if classes is None:
             raise MetricInputError(f"{gt_path}: a Charades CSV needs --classes (the "

@@ -11,11 +11,13 @@ For each (video, sentence) query:
    dataset classes do).
 
 ``R@n,IoU=m`` is the fraction of GT queries that are hits. IoU is intersection / hull, as in
-MMN (equal to the usual union whenever the intersection is positive).
+MMN (equal to the usual union whenever the intersection is positive). ``mIoU`` (CPL's
+``top_1_metric``) is the mean over GT queries of the IoU of the best-scored moment (NMS never
+removes it) with the clipped GT moment.
 
-Deliberate difference: a GT query without any prediction counts as a miss (MMN always has
-predictions for every query, so it never faces the case); predictions for queries absent from
-the GT are ignored with a warning.
+Deliberate difference: a GT query without any prediction counts as a miss (and IoU 0 in mIoU;
+MMN always has predictions for every query, so it never faces the case); predictions for
+queries absent from the GT are ignored with a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def nms(moments: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray
     A kept moment suppresses later ones with IoU > ``threshold`` (strict, as MMN).
     """
     moments = np.asarray(moments, dtype=np.float64).reshape(-1, 2)
+    return moments[nms_indices(moments, scores, threshold)]
+
+
+def nms_indices(moments: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The indices into ``moments`` that :func:`nms` keeps, best score first."""
+    moments = np.asarray(moments, dtype=np.float64).reshape(-1, 2)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     moments = moments[order]
     suppressed = np.zeros(len(moments), dtype=bool)
@@ -56,7 +64,7 @@ def nms(moments: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray
         if suppressed[i]:
             continue
         suppressed[i + 1:] |= moment_iou(moments[i + 1:], moments[i]) > threshold
-    return moments[~suppressed]
+    return order[~suppressed]
 
 
 def recall_at_iou(ground_truth: Mapping[Query, tuple[float, float, float]],
@@ -101,10 +109,29 @@ def recall_at_iou(ground_truth: Mapping[Query, tuple[float, float, float]],
     return out
 
 
+def mean_iou(ground_truth: Mapping[Query, tuple[float, float, float]],
+             predictions: Mapping[Query, Sequence[tuple[float, float, float]]]) -> float:
+    """Mean over GT queries of the IoU of each query's best-scored moment (ties: the first
+    listed) with its GT moment clipped to ``[0, duration]``; a query without a prediction
+    counts 0. Same inputs as :func:`recall_at_iou`."""
+    if not ground_truth:
+        raise MetricInputError("no ground-truth query to evaluate")
+    total = 0.0
+    for query, (duration, start, end) in ground_truth.items():
+        moments = predictions.get(query)
+        if not moments:
+            continue
+        array = np.asarray(moments, dtype=np.float64).reshape(-1, 3)
+        best = array[int(np.argsort(-array[:, 2], kind="stable")[0]), :2]
+        total += float(moment_iou(best, (max(start, 0.0), min(end, duration)))[0])
+    return total / len(ground_truth)
+
+
 def evaluate_files(ground_truth: str | Path, predictions: str | Path, *,
                    subset: str | None = None, recall: str | Sequence[int] = (1, 5),
                    iou: str | Sequence[float] = (0.5, 0.7), nms: float = 0.5) -> dict:
-    """:func:`recall_at_iou` on files; ``recall``/``iou`` may be comma lists ("1,5")."""
+    """:func:`recall_at_iou` and :func:`mean_iou` (``"mIoU"``) on files; ``recall``/``iou`` may
+    be comma lists ("1,5")."""
     recall = _numbers(recall, int, "--recall")
     ious = _numbers(iou, float, "--iou")
     if any(not 0.0 < m <= 1.0 for m in ious):
@@ -113,7 +140,8 @@ def evaluate_files(ground_truth: str | Path, predictions: str | Path, *,
         raise MetricInputError(f"--nms must lie in [0, 1], got {nms}")
     gt = load_grounding_ground_truth(ground_truth, subset)
     predicted = load_grounding_predictions(predictions)
-    return recall_at_iou(gt, predicted, recall=recall, iou=ious, nms_threshold=nms)
+    out = recall_at_iou(gt, predicted, recall=recall, iou=ious, nms_threshold=nms)
+    return {**out, "mIoU": mean_iou(gt, predicted)}
 
 
 def _numbers(value, kind: type, flag: str) -> list:

@@ -4,6 +4,6 @@ Each method's file declares its ``METHOD``; this dict is the one list of them. T
 (targets, label files, metrics) is ``downstream.seg.task``.
 """
 
-from downstream.seg import linear, mstcn
+from downstream.seg import linear, ltcontext, mstcn, poc
 
-METHODS = {m.name: m for m in (mstcn.METHOD, linear.METHOD)}
+METHODS = {m.name: m for m in (mstcn.METHOD, linear.METHOD, ltcontext.METHOD, poc.METHOD)}

@@ -46,6 +46,6 @@ def build(*, feature_dim: int, num_classes: int, dropout: float = 0.0) -> Linear
 
 METHOD = Method(
     name="linear", config=LinearConfig, build=build, needs=("segments",),
-    summary="per-step linear classifier (the no-temporal-context floor); full",
+    summary="per-step linear classifier (the no-temporal-context floor)",
     defaults={"train.lr": 1e-3, "train.weight_decay": 0.0, "train.batch_size": 4,
               "train.epochs": 50, "data.max_snippets": 0})

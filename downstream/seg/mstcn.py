@@ -133,6 +133,6 @@ def build(*, feature_dim: int, num_classes: int, num_stages: int = 4, num_layers
 
 METHOD = Method(
     name="mstcn", config=MstcnConfig, build=build, needs=("segments",),
-    summary="MS-TCN, multi-stage temporal convolutions (Farha and Gall, CVPR 2019); full",
+    summary="MS-TCN, multi-stage temporal convolutions (Farha and Gall, CVPR 2019)",
     defaults={"train.lr": 5e-4, "train.weight_decay": 0.0, "train.batch_size": 1,
               "train.epochs": 50, "data.max_snippets": 0})

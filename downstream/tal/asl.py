@@ -108,4 +108,4 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
 
 
 METHOD = Method(name="asl", config=AslConfig, build=build,
-                summary="ASL, action selection learning (Ma et al., CVPR 2021); weak: video labels")
+                summary="ASL, action selection learning (Ma et al., CVPR 2021)")

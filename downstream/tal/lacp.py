@@ -347,4 +347,4 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
 
 
 METHOD = Method(name="lacp", config=LacpConfig, build=build,
-                summary="LACP, action completeness from points (Lee and Byun, ICCV 2021); point-level", needs=("points",))
+                summary="LACP, action completeness from points (Lee and Byun, ICCV 2021)", needs=("points",))

@@ -58,4 +58,4 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
 
 
 METHOD = Method(name="mil", config=MilConfig, build=build,
-                summary="plain MIL baseline (W-TALC-style top-k pooling, ECCV 2018); weak: video labels")
+                summary="plain MIL baseline (W-TALC-style top-k pooling, ECCV 2018)")

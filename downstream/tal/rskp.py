@@ -270,4 +270,4 @@ def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size:
 
 
 METHOD = Method(name="rskp", config=RskpConfig, build=build,
-                summary="RSKP, representative snippet knowledge propagation (Huang et al., CVPR 2022); weak: video labels")
+                summary="RSKP, representative snippet knowledge propagation (Huang et al., CVPR 2022)")

@@ -46,9 +46,17 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # torch.optim.Adam / AdamW / SGD
     lr: float = 1e-4  # learning rate
     weight_decay: float = 1e-4  # weight decay (Adam: L2 in the gradient; AdamW: decoupled)
+    adam_eps: float = 1e-8  # epsilon of Adam/AdamW (torch's default; Timeception: 1e-4)
+    adam_beta2: float = 0.999  # second-moment decay of Adam/AdamW (torch's default; MMN: 0.99)
     momentum: float = 0.9  # SGD momentum (unused by Adam/AdamW)
     lr_milestones: tuple[int, ...] = ()  # epochs after which the rate is multiplied by lr_gamma
     lr_gamma: float = 0.1  # factor at each milestone
+    # Per-update schedule instead of milestones: "inverse_sqrt" (fairseq's, CPL's) warms the rate
+    # up linearly from warmup_init_lr to lr over warmup_updates updates, then decays it as
+    # lr * sqrt(warmup_updates / update); "none" leaves the rate to lr_milestones.
+    lr_schedule: Literal["none", "inverse_sqrt"] = "none"
+    warmup_updates: int = 0  # inverse_sqrt: updates of linear warmup (>= 1)
+    warmup_init_lr: float = 1e-7  # inverse_sqrt: the rate of the first update
     grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
     eval_every: int = 1  # epochs between validation evaluations (the last epoch always is)
     seed: int = 0  # seeds torch and the crop sampler
@@ -62,6 +70,9 @@ class TrainConfig:
             raise ValueError(f"train.lr={self.lr} must be > 0")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
+        if self.lr_schedule == "inverse_sqrt" and (self.warmup_updates < 1 or self.lr_milestones):
+            raise ValueError("train.lr_schedule=inverse_sqrt needs train.warmup_updates >= 1 and "
+                             "no train.lr_milestones")
 
 
 @functools.cache

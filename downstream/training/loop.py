@@ -48,13 +48,32 @@ class TrainState:
 
 
 def make_optimizer(config: Any, parameters: Any) -> torch.optim.Optimizer:
-    """``train.optimizer`` over ``parameters`` at ``train.lr`` / ``train.weight_decay``."""
+    """``train.optimizer`` over ``parameters`` at ``train.lr`` / ``train.weight_decay`` (Adam and
+    AdamW with ``train.adam_eps``)."""
     train = config.train
     if train.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
                                weight_decay=train.weight_decay)
     cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
-    return cls(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return cls(parameters, lr=train.lr, eps=train.adam_eps, betas=(0.9, train.adam_beta2),
+               weight_decay=train.weight_decay)
+
+
+def update_schedule(config: Any, optimizer: torch.optim.Optimizer) -> Any:
+    """The per-update rate schedule of ``train.lr_schedule`` (None: "none"). inverse_sqrt is
+    fairseq's: ``warmup_init_lr + n * (lr - warmup_init_lr) / warmup`` for the first updates,
+    then ``lr * sqrt(warmup / n)`` (n = updates done)."""
+    train = config.train
+    if train.lr_schedule == "none":
+        return None
+
+    def factor(n: int) -> float:
+        if n < train.warmup_updates:
+            return (train.warmup_init_lr + n * (train.lr - train.warmup_init_lr)
+                    / train.warmup_updates) / train.lr
+        return math.sqrt(train.warmup_updates / n)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_run(*, task: str, method: str, features: Any, manifest: str | Path | Manifest,
@@ -96,6 +115,7 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     optimizer = make_optimizer(config, model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.train.lr_milestones), gamma=config.train.lr_gamma)
+    updates = update_schedule(config, optimizer)
     run = RunFolder(out)
     run.create(config, resume=resume)
     state = TrainState()
@@ -105,6 +125,8 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if updates is not None:
+            updates.load_state_dict(ckpt["updates"])
         state = TrainState(**ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         generator.set_state(ckpt["rng"]["loader"])
@@ -131,6 +153,8 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
             if config.train.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
             optimizer.step()
+            if updates is not None:
+                updates.step()
             for key, value in {"loss": loss.item(), **terms}.items():
                 parts.setdefault(key, []).append(value)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -155,6 +179,7 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
         run.log(record)
         save_checkpoint(last, model=model.state_dict(), optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(), state=dataclasses.asdict(state),
+                        updates=updates.state_dict() if updates is not None else None,
                         rng={"torch": torch.get_rng_state(), "loader": generator.get_state(),
                              "crops": train_set.rng.bit_generator.state}, **meta)
 

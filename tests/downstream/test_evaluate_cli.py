@@ -125,5 +125,5 @@ def test_seg_and_tsg_through_the_cli(tmp_path):
     out = json.loads(run("tsg", "-g", gt, "-p", pred, "--recall", "1,2", "--iou", "0.5,0.8",
                          "--nms", "0.5", "--json").stdout)
     assert out == {"task": "tsg", "R@1,IoU=0.5": 0.0, "R@1,IoU=0.8": 0.0,
-                   "R@2,IoU=0.5": 1.0, "R@2,IoU=0.8": 0.0, "num_queries": 1}
+                   "R@2,IoU=0.5": 1.0, "R@2,IoU=0.8": 0.0, "num_queries": 1, "mIoU": 0.0}
     assert "R@2,IoU=0.5" in format_table(out)

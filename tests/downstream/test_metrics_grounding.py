@@ -96,7 +96,7 @@ def test_loaders_and_errors(tmp_path):
         {"video": "v", "sentence_index": 1, "moments": [[0, 1, 0.9]]}]))
     assert load_grounding_predictions(pred_file)[("v", 0)] == [(1.0, 3.0, 0.9), (0.0, 10.0, 0.5)]
     out = evaluate_files(gt_file, pred_file, recall="1", iou="0.5")
-    assert out == {"R@1,IoU=0.5": 0.5, "num_queries": 2}
+    assert out == {"R@1,IoU=0.5": 0.5, "num_queries": 2, "mIoU": 0.5}  # top-1 IoUs 1 and 0
 
     pred_file.write_text(json.dumps([{"video": "v", "sentence_index": 0,
                                       "moments": [[1, 3]]}]))

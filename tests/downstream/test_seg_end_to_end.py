@@ -19,7 +19,9 @@ from downstream.seg import METHODS
 from downstream.seg.task import steps_to_frames
 from downstream.training import predict_run, train_run
 
-TINY = ["train.epochs=3", "mstcn.num_layers=3", "mstcn.num_f_maps=8", "mstcn.num_stages=2"]
+TINY = ["train.epochs=3", "mstcn.num_layers=3", "mstcn.num_f_maps=8", "mstcn.num_stages=2",
+        "ltcontext.num_layers=3", "ltcontext.model_dim=8", "ltcontext.num_stages=2",
+        "poc.hidden_size=16", "poc.thres_hidden=8"]
 
 
 @pytest.fixture(scope="module")

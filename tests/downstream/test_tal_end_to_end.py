@@ -129,3 +129,22 @@ def test_lacp_needs_points(tiny, tmp_path):
     with pytest.raises(DataError, match="no points"):
         train_run(task="tal", method="lacp", features=store, manifest=manifest_dir, out=tmp_path / "r",
                   overrides=TINY, progress=False)
+
+
+def test_predict_takes_post_processing_overrides_but_not_model_settings(tiny, tmp_path):
+    from data_manifests.config import ConfigError
+
+    _, _, manifest_dir, store = tiny
+    run = tmp_path / "run"
+    train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
+              overrides=[*TINY, "train.epochs=1"], progress=False)
+    loose = predict_run(run, features=store, manifest=manifest_dir, out=tmp_path / "a.json",
+                        progress=False)
+    strict = predict_run(run, features=store, manifest=manifest_dir, out=tmp_path / "b.json",
+                         overrides=["post.max_per_video=1"], checkpoint="last", progress=False)
+    counts = [[len(v) for v in json.loads(p.read_text())["results"].values()]
+              for p in (loose, strict)]
+    assert max(counts[1]) == 1 < max(counts[0])
+    with pytest.raises(ConfigError, match="only the tal sections"):
+        predict_run(run, features=store, manifest=manifest_dir, out=tmp_path / "c.json",
+                    overrides=["mil.hidden=3"], progress=False)

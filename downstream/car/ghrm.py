@@ -14,7 +14,7 @@ interpretation, listed so that a reader can compare it with the paper:
 
 1. Nodes: the clip sequence is sampled to ``num_steps`` segments as Timeception's
    (``base.sample_steps``: random clip per bin in training, bin centres in evaluation), and
-   projected to ``channels`` by a linear layer + ReLU. GHRM is compared with Timeception on the
+   projected to ``channels`` by a linear layer. GHRM is compared with Timeception on the
    same I3D features, so the sampling and the classifier head are Timeception's.
 2. Basic relations: ``relations`` (K) relation-specific node embeddings, one linear projection
    of the nodes cut into K parts of ``channels / K``: ``h_k (B, N, c)``.
@@ -38,7 +38,9 @@ interpretation, listed so that a reader can compare it with the paper:
 5. Node update: the layer input and the K relations of both branches are concatenated and
    mapped back to ``channels`` by a two-layer MLP (ReLU between; it lets a segment combine its
    own content with its neighbours', e.g. "a here and b just after"), added to the input
-   (residual, dropout, layer norm).
+   (residual, dropout). Layer norm comes first in each layer (pre-norm, and once more before
+   pooling): with the norm after the residual sum (post-norm) the first Breakfast-like run
+   collapsed after 25 epochs to the same output for every video.
 6. Hierarchy: ``layers`` such layers, each followed by temporal max pooling of size 2, as
    Timeception stacks its layers: the local graphs of later layers span longer stretches of the
    video. Without it (``pool=false``) a window of 2 linked too little of a video to see the
@@ -146,13 +148,14 @@ class GhrmLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, N, C)`` -> ``(B, N, C)``."""
         b, n, channels = x.shape
-        h = self.embed(x).view(b, n, self.relations, channels // self.relations)
+        y = self.norm(x)  # pre-norm: the residual stream itself is never normalised
+        h = self.embed(y).view(b, n, self.relations, channels // self.relations)
         h = self.interact(h).reshape(b, n, channels).transpose(1, 2)  # (B, C, N)
         local = temporal_graph(h, *self.temporal, self.offset_bias, self.relations, self.window)
         semantic = semantic_graph(h, *self.semantic, self.relations)
-        update = self.fuse(torch.cat([x.transpose(1, 2), local, semantic],
+        update = self.fuse(torch.cat([y.transpose(1, 2), local, semantic],
                                      dim=1).transpose(1, 2))  # (B, N, C)
-        return self.norm(x + self.dropout(update))
+        return x + self.dropout(update)
 
 
 class Ghrm(CarModel):
@@ -167,6 +170,7 @@ class Ghrm(CarModel):
         self.pool = pool
         self.action_weight, self.activity_weight = action_weight, activity_weight
         self.inp = nn.Linear(feature_dim, channels)
+        self.out_norm = nn.LayerNorm(channels)
         self.layers = nn.ModuleList(GhrmLayer(channels, relations, window, dropout)
                                     for _ in range(layers))
         self.head = ClassifierHead(channels, num_classes, num_activities, hidden=hidden,
@@ -175,12 +179,12 @@ class Ghrm(CarModel):
     def classify(self, features: torch.Tensor,
                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = sample_steps(mask, self.num_steps, jitter=self.training and self.jitter)
-        x = F.relu(self.inp(gather_steps(features, index)))  # (B, N, C)
+        x = self.inp(gather_steps(features, index))  # (B, N, C)
         for layer in self.layers:
             x = layer(x)  # (B, N_l, C)
             if self.pool:  # halve the sequence between layers, as Timeception
                 x = F.max_pool1d(x.transpose(1, 2), 2, ceil_mode=True).transpose(1, 2)
-        return self.head(x.amax(dim=1))
+        return self.head(self.out_norm(x).amax(dim=1))
 
 
 def build(*, feature_dim: int, num_classes: int, num_activities: int, num_steps: int = 64,

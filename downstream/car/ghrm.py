@@ -20,12 +20,15 @@ interpretation, listed so that a reader can compare it with the paper:
    of the nodes cut into K parts of ``channels / K``: ``h_k (B, N, c)``.
 3. High-order interaction: at every node the K relations form a fully connected graph; each
    relation attends over all of them (scaled dot product, softmax over the K relations) and adds
-   the result: ``h~_k = h_k + sum_l softmax_l(q(h_k) . k(h_l) / sqrt(c)) v(h_l)``. The edges
+   the result: ``h~_k = h_k + sum_l softmax_l(sim(q(h_k), k(h_l))) v(h_l)``. The edges
    of relation k's segment graph are then computed from ``h~_k``, i.e. with the information of
    every other relation.
-4. Relation graphs, edges from content: ``theta_k(h~_k,i) . phi_k(h~_k,j) / sqrt(c)``,
-   softmax over the neighbours j of segment i (per-relation linear maps theta, phi, g; one set
-   per branch).
+4. Relation graphs, edges from content: ``sim(theta_k(h~_k,i), phi_k(h~_k,j))``, softmax
+   over the neighbours j of segment i (per-relation linear maps theta, phi, g; one set per
+   branch). Every similarity here, ``sim(q, k)``, is the cosine times ``sqrt(c)`` (bounded
+   logits): with the scaled dot product the first Breakfast-like run diverged after ~30 epochs
+   (gradient spikes of 100x the median, then the same output for every video, even with
+   gradient clipping); with the cosine the same run trains smoothly.
    Semantic-GHRM (global semantic relations): every segment is a neighbour; the message is
    ``sum_j A_k[i, j] g_k(h~_k,j)``.
    Temporal-GHRM (local temporal relations): the neighbours are the segments ``j = i + o``,
@@ -39,8 +42,7 @@ interpretation, listed so that a reader can compare it with the paper:
    mapped back to ``channels`` by a two-layer MLP (ReLU between; it lets a segment combine its
    own content with its neighbours', e.g. "a here and b just after"), added to the input
    (residual, dropout). Layer norm comes first in each layer (pre-norm, and once more before
-   pooling): with the norm after the residual sum (post-norm) the first Breakfast-like run
-   collapsed after 25 epochs to the same output for every video.
+   pooling).
 6. Hierarchy: ``layers`` such layers, each followed by temporal max pooling of size 2, as
    Timeception stacks its layers: the local graphs of later layers span longer stretches of the
    video. Without it (``pool=false``) a window of 2 linked too little of a video to see the
@@ -90,10 +92,10 @@ def semantic_graph(h: torch.Tensor, theta: nn.Module, phi: nn.Module, g: nn.Modu
     phi_k(h_k)_j / sqrt(c))`` over all segments j."""
     b, c_all, n = h.shape
     c = c_all // relations
-    q = theta(h).view(b, relations, c, n)
-    k = phi(h).view(b, relations, c, n)
+    q = F.normalize(theta(h).view(b, relations, c, n), dim=2)
+    k = F.normalize(phi(h).view(b, relations, c, n), dim=2)
     v = g(h).view(b, relations, c, n)
-    edges = (torch.einsum("bkci,bkcj->bkij", q, k) / math.sqrt(c)).softmax(dim=-1)  # (B,K,N,N)
+    edges = (torch.einsum("bkci,bkcj->bkij", q, k) * math.sqrt(c)).softmax(dim=-1)  # (B,K,N,N)
     return torch.einsum("bkij,bkcj->bkci", edges, v).reshape(b, c_all, n)
 
 
@@ -106,12 +108,12 @@ def temporal_graph(h: torch.Tensor, theta: nn.Module, phi: nn.Module, values: nn
     offsets' maps of relation k), ``bias (K, 2 window + 1)``."""
     b, c_all, n = h.shape
     c, span = c_all // relations, 2 * window + 1
-    q = theta(h).view(b, relations, 1, c, n)
-    k = F.pad(phi(h), (window, window)).view(b, relations, c, n + 2 * window)
+    q = F.normalize(theta(h).view(b, relations, 1, c, n), dim=3)
+    k = F.normalize(F.pad(phi(h), (window, window)).view(b, relations, c, n + 2 * window), dim=2)
     v = F.pad(values(h), (window, window)).view(b, relations, span, c, n + 2 * window)
     keys = torch.stack([k[..., o:o + n] for o in range(span)], dim=2)  # (B, K, span, c, N)
     vals = torch.stack([v[:, :, o, :, o:o + n] for o in range(span)], dim=2)
-    scores = (q * keys).sum(dim=3) / math.sqrt(c) + bias[None, :, :, None]  # (B, K, span, N)
+    scores = (q * keys).sum(dim=3) * math.sqrt(c) + bias[None, :, :, None]  # (B, K, span, N)
     where = torch.arange(n, device=h.device)[None, :] + torch.arange(span, device=h.device)[
         :, None] - window  # (span, N): the neighbour's index
     scores = scores.masked_fill((where < 0) | (where >= n), float("-inf"))
@@ -141,8 +143,9 @@ class GhrmLayer(nn.Module):
 
     def interact(self, h: torch.Tensor) -> torch.Tensor:
         """Interpretation 3: ``h (B, N, K, c)`` -> each relation plus what it takes from all."""
-        q, k, v = self.inter_q(h), self.inter_k(h), self.inter_v(h)
-        weights = torch.einsum("bnkc,bnlc->bnkl", q, k).div(math.sqrt(h.shape[-1])).softmax(-1)
+        q, k = F.normalize(self.inter_q(h), dim=-1), F.normalize(self.inter_k(h), dim=-1)
+        weights = (torch.einsum("bnkc,bnlc->bnkl", q, k) * math.sqrt(h.shape[-1])).softmax(-1)
+        v = self.inter_v(h)
         return h + torch.einsum("bnkl,bnlc->bnkc", weights, v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,13 +37,14 @@ Followed (official model and Breakfast configuration):
 * Inference: the predicted set is ``{c : s_c > theta_c}``; each step takes the in-set class of
   largest logit ``l``; step t of the features takes the label of pooled step t // 8.
 * Optimisation (breakfast.yaml): SGD, lr 0.02, momentum 0.009, no weight decay, gradient norm
-  clipped at 10, batches of 2 videos, 250 epochs, whole videos.
+  clipped at 10, batches of 2 videos, 250 epochs, whole videos. Batches are drawn as the
+  official ``DataLoader_GroupSample`` draws them: an activity (Breakfast: a recipe) at random,
+  then videos of that activity, so that they share action pairs for the order loss
+  (``data.batches: by_activity``; the manifest needs activities; ``data.batches=random`` draws
+  shuffled batches of any activities instead).
 
 Deliberate differences and interpretations:
 
-* Batches: the official loader draws each batch from one task (Breakfast activity) so that the
-  videos share action pairs; the shared loader here draws random batches, so the order loss
-  acts only on pairs two random videos share (``train.batch_size`` raises how often).
 * Class frequencies: from the training split's action sets (the official script counts every
   ground-truth file, test included).
 * The pooling counts feature steps, as the official counts frames of its 15-fps Breakfast
@@ -327,4 +328,4 @@ METHOD = Method(
     summary="POC, attention + pairwise order consistency (Lu and Elhamifar, CVPR 2022)",
     defaults={"train.optimizer": "sgd", "train.lr": 0.02, "train.momentum": 0.009,
               "train.weight_decay": 0.0, "train.grad_clip": 10.0, "train.batch_size": 2,
-              "train.epochs": 250, "data.max_snippets": 0})
+              "train.epochs": 250, "data.max_snippets": 0, "data.batches": "by_activity"})

@@ -31,6 +31,9 @@ class DataConfig:
     train_split: str = "train"
     val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
     cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
+    # How training batches are drawn: "random" (shuffled each epoch) or "by_activity" (POC's
+    # official group sampler: each batch holds videos of one activity; see data/batches.py).
+    batches: Literal["random", "by_activity"] = "random"
 
     def __post_init__(self) -> None:
         if self.max_snippets < 0:
@@ -51,12 +54,17 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum (unused by Adam/AdamW)
     lr_milestones: tuple[int, ...] = ()  # epochs after which the rate is multiplied by lr_gamma
     lr_gamma: float = 0.1  # factor at each milestone
-    # Per-update schedule instead of milestones: "inverse_sqrt" (fairseq's, CPL's) warms the rate
-    # up linearly from warmup_init_lr to lr over warmup_updates updates, then decays it as
-    # lr * sqrt(warmup_updates / update); "none" leaves the rate to lr_milestones.
-    lr_schedule: Literal["none", "inverse_sqrt"] = "none"
+    # Schedule instead of milestones: "inverse_sqrt" (fairseq's, CPL's, per update) warms the
+    # rate up linearly from warmup_init_lr to lr over warmup_updates updates, then decays it as
+    # lr * sqrt(warmup_updates / update); "constant_cosine" (LTContext's constant_cosine_decay,
+    # per epoch) keeps lr for lr_constant_epochs, then anneals it towards lr_min along a cosine
+    # of lr_cosine_epochs; "none" leaves the rate to lr_milestones.
+    lr_schedule: Literal["none", "inverse_sqrt", "constant_cosine"] = "none"
     warmup_updates: int = 0  # inverse_sqrt: updates of linear warmup (>= 1)
     warmup_init_lr: float = 1e-7  # inverse_sqrt: the rate of the first update
+    lr_constant_epochs: int = 0  # constant_cosine: epochs at lr before the cosine starts
+    lr_cosine_epochs: int = 0  # constant_cosine: the cosine's half period in epochs (>= 1)
+    lr_min: float = 0.0  # constant_cosine: the rate the cosine ends at
     grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
     eval_every: int = 1  # epochs between validation evaluations (the last epoch always is)
     seed: int = 0  # seeds torch and the crop sampler
@@ -72,6 +80,12 @@ class TrainConfig:
             raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
         if self.lr_schedule == "inverse_sqrt" and (self.warmup_updates < 1 or self.lr_milestones):
             raise ValueError("train.lr_schedule=inverse_sqrt needs train.warmup_updates >= 1 and "
+                             "no train.lr_milestones")
+        if self.lr_schedule == "constant_cosine" and (
+                self.lr_cosine_epochs < 1 or self.lr_constant_epochs < 0 or self.lr_milestones
+                or not 0 <= self.lr_min <= self.lr):
+            raise ValueError("train.lr_schedule=constant_cosine needs train.lr_cosine_epochs >= 1, "
+                             "train.lr_constant_epochs >= 0, 0 <= train.lr_min <= train.lr and "
                              "no train.lr_milestones")
 
 

@@ -31,8 +31,9 @@ from tqdm import tqdm
 from data_manifests.config import to_dict
 from data_manifests.run_folder import RunFolder
 from data_manifests.schema import Manifest, load_manifest
+from downstream.data.batches import GroupBatches
 from downstream.data.splits import split_ids
-from downstream.data.store_dataset import open_features
+from downstream.data.store_dataset import open_features, require_annotations
 from downstream.tasks import get_task
 from downstream.training.checkpoint import build_model, save_checkpoint
 from downstream.training.config import load_run_config
@@ -64,7 +65,7 @@ def update_schedule(config: Any, optimizer: torch.optim.Optimizer) -> Any:
     fairseq's: ``warmup_init_lr + n * (lr - warmup_init_lr) / warmup`` for the first updates,
     then ``lr * sqrt(warmup / n)`` (n = updates done)."""
     train = config.train
-    if train.lr_schedule == "none":
+    if train.lr_schedule != "inverse_sqrt":
         return None
 
     def factor(n: int) -> float:
@@ -74,6 +75,38 @@ def update_schedule(config: Any, optimizer: torch.optim.Optimizer) -> Any:
         return math.sqrt(train.warmup_updates / n)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def epoch_schedule(config: Any, optimizer: torch.optim.Optimizer) -> Any:
+    """The per-epoch rate schedule: ``train.lr_milestones`` steps, or "constant_cosine"
+    (LTContext's constant_cosine_decay: lr for the first lr_constant_epochs epochs, then
+    ``lr_min + (lr - lr_min) (1 + cos(pi e / lr_cosine_epochs)) / 2`` at e epochs after them)."""
+    train = config.train
+    if train.lr_schedule != "constant_cosine":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(train.lr_milestones), gamma=train.lr_gamma)
+
+    def factor(epoch: int) -> float:
+        e = min(max(epoch - train.lr_constant_epochs, 0), train.lr_cosine_epochs)
+        cosine = (1 + math.cos(math.pi * e / train.lr_cosine_epochs)) / 2
+        return (train.lr_min + (train.lr - train.lr_min) * cosine) / train.lr
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_loader(train_set: Any, manifest: Manifest, config: Any,
+                    generator: torch.Generator) -> torch.utils.data.DataLoader:
+    """Shuffled batches, or one activity per batch (``data.batches: by_activity``)."""
+    batch_size = config.train.batch_size
+    if config.data.batches == "random":
+        return torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                                           collate_fn=train_set.collate, generator=generator)
+    require_annotations(manifest, train_set.videos, ["activity"], "data.batches=by_activity")
+    activities = [train_set.records[key if isinstance(key, str) else key[0]].activity
+                  for key in train_set.keys]
+    return torch.utils.data.DataLoader(
+        train_set, batch_sampler=GroupBatches(activities, batch_size, generator),
+        collate_fn=train_set.collate)
 
 
 def train_run(*, task: str, method: str, features: Any, manifest: str | Path | Manifest,
@@ -101,9 +134,7 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     val_set = task_.dataset(store, manifest, val_ids, config, needs=task_.eval_needs,
                             cache=cache)
     generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=config.train.batch_size,
-                                         shuffle=True, collate_fn=train_set.collate,
-                                         generator=generator)
+    loader = training_loader(train_set, manifest, config, generator)
 
     def whole_videos():
         return torch.utils.data.DataLoader(whole_train, batch_size=1,
@@ -113,8 +144,7 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     model_args = task_.model_args(train_set)
     model = build_model(task_, config, model_args).to(device)
     optimizer = make_optimizer(config, model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(config.train.lr_milestones), gamma=config.train.lr_gamma)
+    scheduler = epoch_schedule(config, optimizer)
     updates = update_schedule(config, optimizer)
     run = RunFolder(out)
     run.create(config, resume=resume)

@@ -29,6 +29,10 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
     manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
                                     instances=(1, 3), length=(3.0, 6.0))
+    # activities: POC draws each batch from one (its official group sampler)
+    manifest = Manifest(replace(manifest.meta, activities=("cook", "wash")),
+                        tuple(replace(v, activity=("cook", "wash")[i % 2])
+                              for i, v in enumerate(manifest.videos)))
     manifest_dir = write_manifest(manifest, root / "manifest")
     store = write_store(manifest, root / "features.zarr", SyntheticFeatures(dim=8), seed=0)
     return root, manifest, manifest_dir, store

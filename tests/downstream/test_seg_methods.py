@@ -154,6 +154,31 @@ def test_ltcontext_learns_long_range_context():
 
 # ---- POC: losses ------------------------------------------------------------------------------
 
+def test_ltcontext_schedule_is_the_official_constant_cosine_decay():
+    """The official scheduler: SequentialLR([LinearLR(start_factor=1), CosineAnnealingLR(
+    T_max=180 - 15, eta_min=5e-5)], milestones=[15]), stepped once per epoch."""
+    from downstream.training.config import load_run_config
+    from downstream.training.loop import epoch_schedule
+    from downstream.tasks import get_task
+
+    config = load_run_config(get_task("seg"), "ltcontext")
+    ours = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=config.train.lr)
+    theirs = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=config.train.lr)
+    schedule = epoch_schedule(config, ours)
+    reference = torch.optim.lr_scheduler.SequentialLR(theirs, schedulers=[
+        torch.optim.lr_scheduler.LinearLR(theirs, start_factor=1.0),
+        torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=165, eta_min=5e-5)],
+        milestones=[15])
+    rates = []
+    for _ in range(config.train.epochs):
+        rates.append(ours.param_groups[0]["lr"])
+        assert rates[-1] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9)
+        for optimizer, scheduler in ((ours, schedule), (theirs, reference)):
+            optimizer.step()
+            scheduler.step()
+    assert rates[0] == rates[15] == 2.5e-4 and rates[16] < 2.5e-4 and rates[-1] > 5e-5
+
+
 def test_order_scores_of_hard_attentions():
     attention = torch.zeros(4, 3)
     attention[0, 0] = attention[2, 1] = attention[3, 2] = 1.0  # 0 at t=0, 1 at t=2, 2 at t=3
@@ -261,9 +286,12 @@ def test_poc_trains_on_action_sets_only(tmp_path):
     manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
                                     instances=(1, 3), length=(3.0, 6.0))
     store = write_store(manifest, tmp_path / "features.zarr", SyntheticFeatures(dim=8), seed=0)
-    sets_only = Manifest(manifest.meta, tuple(replace(v, segments=None, points=None)
-                                              if v.split == "train" else v
-                                              for v in manifest.videos))
+    # POC's batches hold one activity each (the official group sampler)
+    meta = replace(manifest.meta, activities=("cook", "wash"))
+    sets_only = Manifest(meta, tuple(replace(v, segments=None, points=None,
+                                             activity=("cook", "wash")[i % 2])
+                                     if v.split == "train" else v
+                                     for i, v in enumerate(manifest.videos)))
     manifest_dir = write_manifest(sets_only, tmp_path / "manifest")
     results = train_run(task="seg", method="poc", features=store, manifest=manifest_dir,
                         out=tmp_path / "run", progress=False,

@@ -103,3 +103,47 @@ def test_methods_command_lists_every_task_and_method():
         assert f"{name}: " in result.output
         for method in get_task(name).methods:
             assert f"  {method} " in result.output
+
+
+def test_group_batches_draw_one_group_per_batch_as_pocs_sampler():
+    from downstream.data.batches import GroupBatches
+
+    groups = ["a"] * 5 + ["b"] * 2 + ["c"] * 3
+    batches = list(GroupBatches(groups, 2, torch.Generator().manual_seed(0)))
+    assert all(len({groups[i] for i in batch}) == 1 for batch in batches)
+    assert all(len(batch) == len(set(batch)) for batch in batches)  # no repeat inside a batch
+    drawn = sum(len(batch) for batch in batches)
+    assert drawn >= len(groups) and drawn - len(batches[-1]) < len(groups)
+    again = list(GroupBatches(groups, 2, torch.Generator().manual_seed(0)))
+    assert again == batches
+    assert {groups[b[0]] for seed in range(5)
+            for b in GroupBatches(groups, 2, torch.Generator().manual_seed(seed))} == {"a", "b", "c"}
+
+
+def test_activity_batches_need_activities_and_resume_exactly(tiny, tmp_path):
+    import dataclasses
+
+    from downstream.data.store_dataset import DataError
+    from data_manifests.schema import load_manifest
+
+    root, manifest_dir, store = tiny
+    with pytest.raises(DataError, match="no activity"):
+        train_run(task="tal", method="mil", features=store, manifest=manifest_dir,
+                  out=tmp_path / "none", overrides=[*TINY, "data.batches=by_activity"],
+                  progress=False)
+    assert not (tmp_path / "none").exists()
+    manifest = load_manifest(manifest_dir)
+    videos = tuple(dataclasses.replace(v, activity=f"act-{i % 3}")
+                   for i, v in enumerate(manifest.videos))
+    meta = dataclasses.replace(manifest.meta, activities=("act-0", "act-1", "act-2"))
+    grouped = write_manifest(dataclasses.replace(manifest, meta=meta, videos=videos),
+                             tmp_path / "grouped")
+    runs = {}
+    for name, plan in (("straight", [3]), ("split", [2, 3])):
+        for i, epochs in enumerate(plan):
+            train_run(task="tal", method="mil", features=store, manifest=grouped,
+                      out=tmp_path / name, resume=i > 0, progress=False,
+                      overrides=[*TINY, "data.batches=by_activity", f"train.epochs={epochs}"])
+        runs[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)
+    for key, value in runs["straight"]["model"].items():
+        assert torch.equal(value, runs["split"]["model"][key]), key

@@ -1,0 +1,36 @@
+"""Training batch samplers beyond torch's shuffled batches."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Sequence
+
+import torch
+
+
+class GroupBatches(torch.utils.data.Sampler):
+    """Batches drawn one group at a time, as POC's official ``DataLoader_GroupSample`` draws
+    them (one Breakfast activity per batch, so that its videos share action pairs): pick a
+    group uniformly at random, then ``min(batch_size, group size)`` of its items without
+    replacement; an epoch ends once as many items as the dataset holds have been drawn (some
+    items twice, some not at all). ``groups[i]`` is item i's group; ``generator`` is the
+    loop's shuffling generator, so a resumed run draws the same batches."""
+
+    def __init__(self, groups: Sequence[Hashable], batch_size: int,
+                 generator: torch.Generator):
+        self.batch_size, self.generator, self.total = batch_size, generator, len(groups)
+        members: dict[Hashable, list[int]] = {}
+        for index, group in enumerate(groups):
+            members.setdefault(group, []).append(index)
+        self.members = list(members.values())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        drawn = 0
+        while drawn < self.total:
+            pick = int(torch.randint(len(self.members), (1,), generator=self.generator))
+            group = self.members[pick]
+            order = torch.randperm(len(group), generator=self.generator)[:self.batch_size]
+            drawn += len(order)
+            yield [group[i] for i in order.tolist()]
+
+    def __len__(self) -> int:  # an estimate: the batch count varies with the groups drawn
+        return -(-self.total // self.batch_size)

@@ -33,4 +33,4 @@ class GroupBatches(torch.utils.data.Sampler):
             yield [group[i] for i in order.tolist()]
 
     def __len__(self) -> int:  # an estimate: the batch count varies with the groups drawn
-        return -(-self.total // self.batch_size)
+        return (self.total + self.batch_size - 1) // self.batch_size

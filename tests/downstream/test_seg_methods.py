@@ -157,9 +157,9 @@ def test_ltcontext_learns_long_range_context():
 def test_ltcontext_schedule_is_the_official_constant_cosine_decay():
     """The official scheduler: SequentialLR([LinearLR(start_factor=1), CosineAnnealingLR(
     T_max=180 - 15, eta_min=5e-5)], milestones=[15]), stepped once per epoch."""
+    from downstream.tasks import get_task
     from downstream.training.config import load_run_config
     from downstream.training.loop import epoch_schedule
-    from downstream.tasks import get_task
 
     config = load_run_config(get_task("seg"), "ltcontext")
     ours = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=config.train.lr)

@@ -123,10 +123,10 @@ def test_group_batches_draw_one_group_per_batch_as_pocs_sampler():
 def test_activity_batches_need_activities_and_resume_exactly(tiny, tmp_path):
     import dataclasses
 
-    from downstream.data.store_dataset import DataError
     from data_manifests.schema import load_manifest
+    from downstream.data.store_dataset import DataError
 
-    root, manifest_dir, store = tiny
+    _root, manifest_dir, store = tiny
     with pytest.raises(DataError, match="no activity"):
         train_run(task="tal", method="mil", features=store, manifest=manifest_dir,
                   out=tmp_path / "none", overrides=[*TINY, "data.batches=by_activity"],

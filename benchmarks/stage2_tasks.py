@@ -23,11 +23,13 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import multiprocessing.connection
 import resource
 import shutil
 import sys
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 
@@ -123,7 +125,10 @@ def main() -> None:
                         help="a feature store by name (kinc, weak, full); repeatable")
     parser.add_argument("--methods", nargs="+", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", required=True, help="work folder (recreated)")
+    parser.add_argument("--out", required=True,
+                        help="work folder (recreated, unless --resume)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs OUT/rows.jsonl holds and run only the others")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="config override for every run (key=value)")
     parser.add_argument("--method-set", action="append", default=[], metavar="METHOD:KEY=VALUE",
@@ -146,27 +151,22 @@ def main() -> None:
         method, _, setting = item.partition(":")
         per_method.setdefault(method, []).append(setting)
     work = Path(args.out)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    ctx = mp.get_context("spawn")
+    done = read_rows(work) if args.resume else []
+    if not args.resume:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    finished = {(r["method"], r["store"], r["seed"]) for r in done if "error" not in r}
+    rows = [r for r in done if "error" not in r]
     jobs = [(method, store, path, seed) for method in args.methods
-            for store, path in stores.items() for seed in args.seeds]
-    rows: list[dict] = []
-    running: list[tuple[mp.Process, mp.Queue, dict]] = []
-    while jobs or running:
-        while jobs and len(running) < args.jobs:  # each child uses one thread
-            method, store, path, seed = jobs.pop(0)
-            queue = ctx.Queue()
-            overrides = [*args.overrides, *per_method.get(method, []), f"train.seed={seed}"]
-            proc = ctx.Process(target=run_one, args=(
-                args.task, method, str(Path(path).resolve()), str(Path(args.manifest).resolve()),
-                str(work / f"{method}-{store}-s{seed}"), overrides, queue))
-            proc.start()
-            running.append((proc, queue, {"method": method, "store": store, "seed": seed}))
-        proc, queue, row = running.pop(0)  # results are reported in launch order
-        row.update(queue.get())
-        proc.join()
+            for store, path in stores.items() for seed in args.seeds
+            if (method, store, seed) not in finished]
+    print(f"{len(jobs)} runs to go ({len(rows)} done before)", flush=True)
+    meta = {"task": args.task, "overrides": args.overrides, "method_overrides": per_method,
+            "stores": stores, "manifest": args.manifest}
+    for row in run_all(args, jobs, per_method):
         rows.append(row)
+        with (work / "rows.jsonl").open("a") as f:  # kept as it comes: a cut run resumes
+            f.write(json.dumps(row) + "\n")
         if "error" in row:
             print(f"{row['method']} {row['store']} seed {row['seed']}: FAILED {row['error']}",
                   flush=True)
@@ -177,13 +177,47 @@ def main() -> None:
               f"{row['best_epoch']}, {row['seconds_per_epoch']:.2f} s/epoch, "
               f"{row['peak_rss_mib']:.0f} MiB)", flush=True)
     text = table(rows, args.methods, list(stores), headline, args.with_max)
-    (work / "results.json").write_text(json.dumps(
-        {"task": args.task, "rows": rows, "overrides": args.overrides,
-         "method_overrides": per_method, "stores": stores, "manifest": args.manifest},
-        indent=1))
+    (work / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
     (work / "table.md").write_text(text + "\n")
     print()
     print(text)
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        sys.exit(f"{len(failed)} run(s) failed (see above); rerun with --resume to retry them")
+
+
+def read_rows(work: Path) -> list[dict]:
+    """The rows a previous (possibly cut) benchmark in ``work`` finished."""
+    path = work / "rows.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_all(args: argparse.Namespace, jobs: list[tuple], per_method: dict[str, list[str]]):
+    """Run ``jobs`` with ``args.jobs`` children at once; yield each row as its run ends (a slot
+    is refilled as soon as any run ends, so short runs never wait behind long ones)."""
+    ctx = mp.get_context("spawn")
+    jobs = list(jobs)
+    running: list[tuple[mp.Process, mp.Queue, dict]] = []
+    while jobs or running:
+        while jobs and len(running) < args.jobs:  # each child uses one thread
+            method, store, path, seed = jobs.pop(0)
+            queue = ctx.Queue()
+            overrides = [*args.overrides, *per_method.get(method, []), f"train.seed={seed}"]
+            proc = ctx.Process(target=run_one, args=(
+                args.task, method, str(Path(path).resolve()), str(Path(args.manifest).resolve()),
+                str(Path(args.out) / f"{method}-{store}-s{seed}"), overrides, queue))
+            proc.start()
+            running.append((proc, queue, {"method": method, "store": store, "seed": seed}))
+        mp.connection.wait([proc.sentinel for proc, _, _ in running])
+        for entry in [e for e in running if not e[0].is_alive()]:
+            proc, queue, row = entry
+            running.remove(entry)
+            try:
+                row.update(queue.get(timeout=10))
+            except Empty:  # the child died before reporting (killed, out of memory)
+                row["error"] = f"the run's process ended with exit code {proc.exitcode}"
+            proc.join()
+            yield row
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from downstream.metrics.segmentation import evaluate_files, read_label_folder
 from downstream.seg import METHODS
 from downstream.seg.task import steps_to_frames
 from downstream.training import predict_run, train_run
+from tests.downstream.tiny_data import write_tiny
 
 TINY = ["train.epochs=3", "mstcn.num_layers=3", "mstcn.num_f_maps=8", "mstcn.num_stages=2",
         "ltcontext.num_layers=3", "ltcontext.model_dim=8", "ltcontext.num_stages=2",
@@ -27,15 +28,7 @@ TINY = ["train.epochs=3", "mstcn.num_layers=3", "mstcn.num_f_maps=8", "mstcn.num
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
-    manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
-                                    instances=(1, 3), length=(3.0, 6.0))
-    # activities: POC draws each batch from one (its official group sampler)
-    manifest = Manifest(replace(manifest.meta, activities=("cook", "wash")),
-                        tuple(replace(v, activity=("cook", "wash")[i % 2])
-                              for i, v in enumerate(manifest.videos)))
-    manifest_dir = write_manifest(manifest, root / "manifest")
-    store = write_store(manifest, root / "features.zarr", SyntheticFeatures(dim=8), seed=0)
-    return root, manifest, manifest_dir, store
+    return root, *write_tiny(root)
 
 
 def test_single_labels_background_last_and_first_class_wins_an_overlap():

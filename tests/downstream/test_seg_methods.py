@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from data_manifests.schema import Manifest, write_manifest
-from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
+from data_manifests.schema import Manifest
 from downstream.metrics.segmentation import evaluate_files, read_label_folder
 from downstream.seg import ltcontext, poc
 from downstream.training import predict_run, train_run
+from tests.downstream.tiny_data import tiny_manifest, write_tiny
 
 TINY_CONFIGS = {
     "ltcontext": ltcontext.LtcontextConfig(num_stages=2, num_layers=3, model_dim=8, window=4,
@@ -283,16 +283,11 @@ def test_poc_trains_on_action_sets_only(tmp_path):
     loss, _ = tiny_model("poc").training_loss(NoFrameLabels(batch))
     assert torch.isfinite(loss)
     # Training videos without segments (val and test keep theirs: validation scores frames).
-    manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
-                                    instances=(1, 3), length=(3.0, 6.0))
-    store = write_store(manifest, tmp_path / "features.zarr", SyntheticFeatures(dim=8), seed=0)
-    # POC's batches hold one activity each (the official group sampler)
-    meta = replace(manifest.meta, activities=("cook", "wash"))
-    sets_only = Manifest(meta, tuple(replace(v, segments=None, points=None,
-                                             activity=("cook", "wash")[i % 2])
-                                     if v.split == "train" else v
-                                     for i, v in enumerate(manifest.videos)))
-    manifest_dir = write_manifest(sets_only, tmp_path / "manifest")
+    manifest = tiny_manifest()
+    sets_only = Manifest(manifest.meta, tuple(replace(v, segments=None, points=None)
+                                              if v.split == "train" else v
+                                              for v in manifest.videos))
+    _, manifest_dir, store = write_tiny(tmp_path, sets_only)
     results = train_run(task="seg", method="poc", features=store, manifest=manifest_dir,
                         out=tmp_path / "run", progress=False,
                         overrides=["train.epochs=2", "poc.hidden_size=16", "poc.thres_hidden=8"])

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 from data_manifests.schema import Manifest, write_manifest
 from downstream.data import DataError
-from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
+from downstream.data.synthetic import SyntheticFeatures, write_store
 from downstream.metrics.detection import evaluate_files
 from downstream.tal import METHODS
 from downstream.training import predict_run, train_run
+from tests.downstream.tiny_data import write_tiny
 
 TINY = ["train.epochs=2", "train.batch_size=4", "train.lr=0.001", "data.max_snippets=24",
         "mil.hidden=16", "asl.hidden=16", "rskp.hidden=16", "lacp.hidden=16",
@@ -25,11 +26,7 @@ TINY = ["train.epochs=2", "train.batch_size=4", "train.lr=0.001", "data.max_snip
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tal")
-    manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
-                                    instances=(1, 3), length=(3.0, 6.0))
-    manifest_dir = write_manifest(manifest, root / "manifest")
-    store = write_store(manifest, root / "features.zarr", SyntheticFeatures(dim=8), seed=0)
-    return root, manifest, manifest_dir, store
+    return root, *write_tiny(root)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -10,12 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from data_manifests.config import ConfigError
-from data_manifests.schema import write_manifest
-from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
 from downstream.tal import METHODS
 from downstream.tasks import TASKS, get_task
 from downstream.training import train_run
 from downstream.training.config import config_class, load_run_config
+from tests.downstream.tiny_data import tiny_manifest, write_tiny
 
 TINY = ["train.batch_size=4", "train.lr=0.001", "data.max_snippets=24", "mil.hidden=16",
         "lacp.hidden=16", "rskp.hidden=16", "rskp.memory_warmup_epochs=1",
@@ -25,10 +24,7 @@ TINY = ["train.batch_size=4", "train.lr=0.001", "data.max_snippets=24", "mil.hid
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
-    manifest = thumos_like_manifest(num_videos=12, num_classes=3, seed=0, duration=(25.0, 40.0),
-                                    instances=(1, 3), length=(3.0, 6.0))
-    manifest_dir = write_manifest(manifest, root / "manifest")
-    store = write_store(manifest, root / "features.zarr", SyntheticFeatures(dim=8), seed=0)
+    _, manifest_dir, store = write_tiny(root, tiny_manifest(activities=False))
     return root, manifest_dir, store
 
 
@@ -121,9 +117,6 @@ def test_group_batches_draw_one_group_per_batch_as_pocs_sampler():
 
 
 def test_activity_batches_need_activities_and_resume_exactly(tiny, tmp_path):
-    import dataclasses
-
-    from data_manifests.schema import load_manifest
     from downstream.data.store_dataset import DataError
 
     _root, manifest_dir, store = tiny
@@ -132,12 +125,7 @@ def test_activity_batches_need_activities_and_resume_exactly(tiny, tmp_path):
                   out=tmp_path / "none", overrides=[*TINY, "data.batches=by_activity"],
                   progress=False)
     assert not (tmp_path / "none").exists()
-    manifest = load_manifest(manifest_dir)
-    videos = tuple(dataclasses.replace(v, activity=f"act-{i % 3}")
-                   for i, v in enumerate(manifest.videos))
-    meta = dataclasses.replace(manifest.meta, activities=("act-0", "act-1", "act-2"))
-    grouped = write_manifest(dataclasses.replace(manifest, meta=meta, videos=videos),
-                             tmp_path / "grouped")
+    _, grouped, _ = write_tiny(tmp_path / "grouped")  # the same videos, with activities
     runs = {}
     for name, plan in (("straight", [3]), ("split", [2, 3])):
         for i, epochs in enumerate(plan):

@@ -60,7 +60,8 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
 
 @click.command(name="inspect")
 @click.argument("store")
-@click.option("--verify", is_flag=True, help="read every video: shapes, NaN/Inf, timestamps")
+@click.option("--verify", is_flag=True,
+              help="read every video: digests, shapes, NaN/Inf, timestamps")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--manifest", default=None, type=click.Path(exists=True),
               help="compare the store's ids with this manifest")
@@ -74,6 +75,11 @@ def inspect(store, verify, as_json, manifest, split) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(report, indent=1, sort_keys=True) if as_json
                else tools.format_report(report))
+    damaged = report["damaged"]
+    if damaged:
+        raise click.ClickException(f"{store}: {len(damaged)} damaged videos "
+                                   f"({tools.name_ids(list(damaged))}); delete them from the "
+                                   "store and export them again")
     if report["problems"]:
         sys.exit(1)
 
@@ -108,7 +114,11 @@ def import_npy(folder, store, fps, clip, step, backbone, supervision, weights_sh
 def export_npy(store, folder) -> None:
     """Write one (T, D) float32 .npy per video, plus store_meta.json."""
     from extract.store import tools
-    click.echo(f"{folder}: wrote {tools.export_npy(store, folder)} videos")
+    try:
+        count = tools.export_npy(store, folder)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{folder}: wrote {count} videos")
 
 
 @click.command(name="convert")

@@ -73,17 +73,22 @@ class Hdf5Backend:
         final.unlink()
 
     @staticmethod
-    def read_array(final: Path, name: str) -> np.ndarray:
+    def read_array_and_attrs(final: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The array as stored and the video's attrs (which hold its digest), from one open."""
         # One open per read: nothing is shared across DataLoader worker forks.
         with h5py.File(final, "r") as fh:
-            return fh[name][...]
+            return fh[name][...], _attrs(fh)
 
     @staticmethod
     def read_attrs(final: Path) -> dict[str, Any]:
         with h5py.File(final, "r") as fh:
-            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fh.attrs.items()}
+            return _attrs(fh)
 
     @staticmethod
     def array_info(final: Path, name: str) -> dict[str, Any]:
         with h5py.File(final, "r") as fh:
             return {"shape": tuple(fh[name].shape), "dtype": str(fh[name].dtype)}
+
+
+def _attrs(fh: h5py.File) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fh.attrs.items()}

@@ -7,7 +7,8 @@ Both backends are a *folder* (``OUT.zarr/`` or ``OUT.h5/``)::
       videos/<key>/               one zarr group per complete video
         features    (T, D)        chunked along T (~1 MiB chunks), compressed
         timestamps  (T,)          float64, clip-centre seconds
-        attrs: video_id, num_frames, fps, duration, complete=true
+        attrs: video_id, num_frames, fps, duration, sha256_features, sha256_timestamps,
+               complete=true
       failures.jsonl              videos that could not be exported, with the reason
       .staging/                   videos being written (invisible to readers)
       .lock                       serialises read-modify-write of failures.jsonl
@@ -27,6 +28,15 @@ error, so a half-written video would read as zeros. A video is therefore built u
 ``complete=true`` attr is also written last; `inspect --verify` checks it). A killed writer leaves at
 most a staging entry, never a partial video; the next writer removes staging entries whose
 process is dead (same host) or that are older than a day (other hosts).
+
+**Integrity.** Neither backend notices damage on its own: zarr reads a lost chunk file as the
+fill value and an unchecksummed zstd chunk with flipped bytes as garbage numbers; an
+uncompressed HDF5 dataset returns whatever bytes are on disk. The writer therefore refuses
+NaN / Inf and records the sha256 of each array's stored bytes (C order, little-endian) in the
+video's attrs; every read recomputes it (stores written before digests existed read
+unchecked), and any failure to read one video becomes a :class:`DamagedVideoError` naming it.
+zarr's default codec also writes zstd's own checksum per chunk, so most flipped bytes already
+fail to decompress.
 
 **Why one HDF5 file per video.** HDF5 allows one writer per file and a writer killed
 mid-write can leave the whole file unreadable. With one file per video, written under a
@@ -62,6 +72,8 @@ LOCK_FILE = ".lock"
 EXTRACTOR_KEYS = ("backbone", "weights_sha256", "supervision", "clip_frames", "frame_stride",
                   "clip_step", "fps", "crops", "dim", "dtype")
 DTYPES = ("float32", "float16")
+# Video attrs holding the sha256 of each array's stored bytes (see "Integrity" above).
+DIGEST_ATTRS = {"features": "sha256_features", "timestamps": "sha256_timestamps"}
 STALE_FOREIGN_S = 24 * 3600.0  # staging entries of other hosts older than this are removed
 _SAFE = "-_.,=+@~"
 
@@ -72,6 +84,18 @@ class StoreError(UserError, RuntimeError):
 
 class StoreMismatchError(StoreError):
     """An existing store was written by a different extractor."""
+
+
+class DamagedVideoError(StoreError):
+    """A complete video that cannot be read back as it was written (lost, truncated or
+    altered files). ``store``, ``video_id`` and ``reason`` let tools list it and go on."""
+
+    def __init__(self, message: str, *, store: str = "", video_id: str = "",
+                 reason: str = "") -> None:
+        super().__init__(message)
+        self.store = store
+        self.video_id = video_id
+        self.reason = reason
 
 
 def backend_name(path: str | Path) -> str:

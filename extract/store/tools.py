@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from data_manifests.schema import Manifest, load_manifest
 from extract.store.feature_store import FeatureStore, create_store, open_store
-from extract.store.layout import StoreError, decode_id, encode_id
+from extract.store.layout import (
+    DIGEST_ATTRS,
+    DamagedVideoError,
+    StoreError,
+    decode_id,
+    encode_id,
+)
 
 log = logging.getLogger(__name__)
 ALIGNMENTS = ("linear", "nearest")
@@ -30,8 +36,10 @@ def inspect_store(path: str | Path, *, verify: bool = False,
                   manifest: str | Path | Manifest | None = None,
                   split: str | None = None) -> dict[str, Any]:
     """A report of a store: provenance, counts, dims, incomplete / failed videos; with
-    ``verify`` every video is read (shape, NaN/Inf, timestamps); with ``manifest`` its ids are
-    compared. ``report["problems"]`` lists what is wrong (empty when all is well)."""
+    ``verify`` every video is read (digests, shape, NaN/Inf, timestamps); with ``manifest`` its
+    ids are compared. ``report["damaged"]`` maps every unreadable video to the reason (a
+    damaged video does not stop the others being checked); ``report["problems"]`` lists what
+    is wrong (empty when all is well)."""
     store = open_store(path)
     ids = store.video_ids()
     problems: list[str] = []
@@ -43,9 +51,13 @@ def inspect_store(path: str | Path, *, verify: bool = False,
         "dim": store.dim, "fps": store.fps, "num_videos": len(ids),
         "incomplete": store.staging_entries(), "failed": store.failures(),
     }
-    clips, bad_dims = 0, []
+    clips, bad_dims, damaged = 0, [], {}
     for video_id in tqdm(ids, desc="inspect", unit="video", disable=len(ids) < 100):
-        shape = store.array_info(video_id)["shape"]
+        try:
+            shape = store.array_info(video_id)["shape"]
+        except DamagedVideoError as exc:
+            damaged[video_id] = exc.reason
+            continue
         clips += shape[0]
         if shape[1] != store.dim:
             bad_dims.append(video_id)
@@ -57,14 +69,21 @@ def inspect_store(path: str | Path, *, verify: bool = False,
     if verify:
         nonfinite, bad_ts, not_complete = [], [], []
         for video_id in tqdm(ids, desc="verify", unit="video", disable=len(ids) < 100):
-            feats = store.read_features(video_id)
-            ts = store.read_timestamps(video_id)
+            if video_id in damaged:
+                continue
+            try:
+                feats = store.read_features(video_id)
+                ts = store.read_timestamps(video_id)
+                attrs = store.video_attrs(video_id)
+            except DamagedVideoError as exc:
+                damaged[video_id] = exc.reason
+                continue
             if not np.isfinite(feats).all():
                 nonfinite.append(video_id)
             if ts.shape != (feats.shape[0],) or not np.isfinite(ts).all() or (
                     np.diff(ts) <= 0).any():
                 bad_ts.append(video_id)
-            if store.video_attrs(video_id).get("complete") is not True:
+            if attrs.get("complete") is not True:
                 not_complete.append(video_id)
         report["verified"] = len(ids)
         for name, bad in (("NaN/Inf in features", nonfinite),
@@ -72,6 +91,10 @@ def inspect_store(path: str | Path, *, verify: bool = False,
                           ("complete attr missing", not_complete)):
             if bad:
                 problems.append(f"{name}: {bad}")
+    report["damaged"] = dict(sorted(damaged.items()))
+    if damaged:
+        problems.append(f"{len(damaged)} damaged videos (delete and export them again): "
+                        f"{sorted(damaged)}")
     if manifest is not None:
         manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         wanted = {v.video_id for v in manifest.split(split).videos}
@@ -101,6 +124,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"    failed {k}: {v}" for k, v in sorted(report["failed"].items())]
     if "verified" in report:
         lines.append(f"  verified: {report['verified']} videos read")
+    lines += [f"    damaged {k}: {v}" for k, v in report["damaged"].items()]
     if "manifest" in report:
         m = report["manifest"]
         lines.append(f"  manifest: {m['videos']} videos, {len(m['missing'])} missing, "
@@ -157,19 +181,32 @@ def import_npy(folder: str | Path, store: str | Path, *, fps: float, clip: tuple
 
 def export_npy(store: str | Path, folder: str | Path) -> int:
     """Write one ``<video_id>.npy`` (T, D) float32 per video (ids percent-encoded as file
-    names) and ``store_meta.json`` (extractor and per-video timestamps/attrs)."""
+    names) and ``store_meta.json`` (extractor and per-video timestamps/attrs); returns the
+    number written. Damaged videos are not written but listed under ``"damaged"`` in
+    ``store_meta.json``, and then the export fails naming them."""
     source = open_store(store)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"extractor": source.extractor, "videos": {}}
+    meta: dict[str, Any] = {"extractor": source.extractor, "videos": {}, "damaged": {}}
     for video_id in tqdm(source.video_ids(), desc="export-npy", unit="video"):
+        try:
+            feats = source.read_features(video_id)
+            times = source.read_timestamps(video_id)
+            attrs = source.video_attrs(video_id)
+        except DamagedVideoError as exc:
+            meta["damaged"][video_id] = exc.reason
+            continue
         target = folder / f"{encode_id(video_id)}.npy"
         tmp = folder / f".{target.name}.tmp.npy"
-        np.save(tmp, source.read_features(video_id))
+        np.save(tmp, feats)
         tmp.replace(target)
-        meta["videos"][video_id] = {**source.video_attrs(video_id),
-                                    "timestamps": source.read_timestamps(video_id).tolist()}
+        # The digests describe the store's bytes (maybe float16), not the .npy: left out.
+        meta["videos"][video_id] = {**{k: v for k, v in attrs.items()
+                                       if k not in DIGEST_ATTRS.values()},
+                                    "timestamps": times.tolist()}
     (folder / "store_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    _fail_if_damaged(meta["damaged"], source.path,
+                     f"{len(meta['videos'])} videos written to {folder}")
     return len(meta["videos"])
 
 
@@ -180,15 +217,35 @@ def convert_store(src: str | Path, dst: str | Path, *, codec: str | None = None)
     source = open_store(src)
     writer = create_store(dst, extractor=source.extractor,
                           manifest_sha256=source.attrs.get("manifest_sha256"), codec=codec)
-    done, copied = writer.done_ids(), 0
+    done, copied, damaged = writer.done_ids(), 0, {}
     for video_id in tqdm(source.video_ids(), desc="convert", unit="video"):
         if video_id in done:
             continue
-        _copy_video(source, writer, video_id, source.read_features(video_id))
+        try:
+            _copy_video(source, writer, video_id, source.read_features(video_id))
+        except DamagedVideoError as exc:
+            damaged[video_id] = f"damaged in {exc.store}: {exc.reason}"
+            continue
         copied += 1
-    writer.record_failures(source.failures())
+    writer.record_failures({**source.failures(), **damaged})
     writer.close()
+    _fail_if_damaged(damaged, source.path, f"{copied} videos copied to {dst} (the damaged "
+                     "ones are recorded as failed there)")
     return copied
+
+
+def name_ids(ids: list[str], shown: int = 5) -> str:
+    """``'a', 'b' and 3 more``: video ids for a one-line message."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(map(repr, ids[:shown])) + more
+
+
+def _fail_if_damaged(damaged: dict[str, str], stores: str | Path, outcome: str) -> None:
+    """After a tool went on past damaged videos: fail with one line that names them."""
+    if damaged:
+        raise StoreError(f"{len(damaged)} damaged videos skipped ({name_ids(sorted(damaged))}); "
+                         f"{outcome}. Find them with `weakfeat extract inspect --verify` on "
+                         f"{stores}, delete them there and export them again")
 
 
 def _copy_video(source: FeatureStore, writer: Any, video_id: str, features: np.ndarray,
@@ -227,7 +284,8 @@ def combine_stores(a: str | Path, b: str | Path, out: str | Path, *,
     """Concatenate A and B along D on A's clips (B resampled with :func:`align_features`).
 
     Videos present in only one store are skipped and listed. Returns
-    ``{"written", "only_in_a", "only_in_b"}``."""
+    ``{"written", "only_in_a", "only_in_b"}``. Videos damaged in A or B are recorded as failed
+    in ``out``, and then the combine fails naming them."""
     sa, sb = open_store(a), open_store(b)
     ea, eb = sa.extractor, sb.extractor
     digest = hashlib.sha256(f"{ea['weights_sha256']}|{eb['weights_sha256']}|{align}".encode())
@@ -238,17 +296,22 @@ def combine_stores(a: str | Path, b: str | Path, out: str | Path, *,
     writer = create_store(out, extractor=extractor,
                           manifest_sha256=sa.attrs.get("manifest_sha256"))
     ids_a, ids_b = set(sa.video_ids()), set(sb.video_ids())
-    done = writer.done_ids()
-    written = 0
+    done, written, damaged = writer.done_ids(), 0, {}
     for video_id in tqdm(sorted(ids_a & ids_b), desc="combine", unit="video"):
         if video_id in done:
             continue
-        ts_a = sa.read_timestamps(video_id)
-        fb = align_features(sb.read_features(video_id), sb.read_timestamps(video_id), ts_a,
-                            align=align)
-        _copy_video(sa, writer, video_id,
-                    np.concatenate([sa.read_features(video_id), fb], axis=1), ts_a)
+        try:
+            ts_a = sa.read_timestamps(video_id)
+            fb = align_features(sb.read_features(video_id), sb.read_timestamps(video_id), ts_a,
+                                align=align)
+            _copy_video(sa, writer, video_id,
+                        np.concatenate([sa.read_features(video_id), fb], axis=1), ts_a)
+        except DamagedVideoError as exc:
+            damaged[video_id] = f"damaged in {exc.store}: {exc.reason}"
+            continue
         written += 1
+    writer.record_failures(damaged)
     writer.close()
+    _fail_if_damaged(damaged, f"{sa.path} and {sb.path}", f"{written} videos written to {out}")
     return {"written": written, "only_in_a": sorted(ids_a - ids_b),
             "only_in_b": sorted(ids_b - ids_a)}

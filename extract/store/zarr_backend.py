@@ -16,8 +16,9 @@ from extract.store.layout import VIDEOS_DIR
 
 # Codec name -> zarr v3 compressors. "zstd" (level 3) is the default: on feature-like data it
 # halves the size (ratio 0.51 vs 0.78 for blosc-lz4) and reads as fast (benchmarks/store_io.py).
+# Its checksum makes a chunk with flipped bytes fail to decompress instead of decoding to garbage.
 CODECS: dict[str, Any] = {
-    "zstd": lambda: (zarr.codecs.ZstdCodec(level=3),),
+    "zstd": lambda: (zarr.codecs.ZstdCodec(level=3, checksum=True),),
     "blosc-lz4": lambda: (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
     "none": lambda: (),
 }
@@ -77,8 +78,10 @@ class ZarrBackend:
         shutil.rmtree(final)
 
     @staticmethod
-    def read_array(final: Path, name: str) -> np.ndarray:
-        return zarr.open_array(store=LocalStore(final, read_only=True), path=name, mode="r")[...]
+    def read_array_and_attrs(final: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The array as stored and the video's attrs (which hold its digest)."""
+        array = zarr.open_array(store=LocalStore(final, read_only=True), path=name, mode="r")
+        return array[...], ZarrBackend.read_attrs(final)
 
     @staticmethod
     def read_attrs(final: Path) -> dict[str, Any]:

@@ -19,10 +19,10 @@ interpretation, listed so that a reader can compare it with the paper:
 2. Basic relations: ``relations`` (K) relation-specific node embeddings, one linear projection
    of the nodes cut into K parts of ``channels / K``: ``h_k (B, N, c)``.
 3. High-order interaction: at every node the K relations form a fully connected graph; each
-   relation attends over all of them (scaled dot product, softmax over the K relations) and adds
-   the result: ``h~_k = h_k + sum_l softmax_l(sim(q(h_k), k(h_l))) v(h_l)``. The edges
-   of relation k's segment graph are then computed from ``h~_k``, i.e. with the information of
-   every other relation.
+   relation attends over all of them (similarity ``sim``, see 4; softmax over the K
+   relations) and adds the result: ``h~_k = h_k + sum_l softmax_l(sim(q(h_k), k(h_l)))
+   v(h_l)``. The edges of relation k's segment graph are then computed from ``h~_k``, i.e.
+   with the information of every other relation.
 4. Relation graphs, edges from content: ``sim(theta_k(h~_k,i), phi_k(h~_k,j))``, softmax
    over the neighbours j of segment i (per-relation linear maps theta, phi, g; one set per
    branch). Every similarity here, ``sim(q, k)``, is the cosine times ``sqrt(c)`` (bounded
@@ -88,8 +88,8 @@ class GhrmConfig(HeadsConfig):
 def semantic_graph(h: torch.Tensor, theta: nn.Module, phi: nn.Module, g: nn.Module,
                    relations: int) -> torch.Tensor:
     """Semantic-GHRM over K relation graphs: ``h (B, C, N)`` (K blocks of c channels) ->
-    ``(B, C, N)``, block k = ``A_k g_k(h_k)``, ``A_k = softmax_j(theta_k(h_k)_i .
-    phi_k(h_k)_j / sqrt(c))`` over all segments j."""
+    ``(B, C, N)``, block k = ``A_k g_k(h_k)``, ``A_k = softmax_j(sim(theta_k(h_k)_i,
+    phi_k(h_k)_j))`` over all segments j (``sim``: cosine x sqrt(c), module docstring)."""
     b, c_all, n = h.shape
     c = c_all // relations
     q = F.normalize(theta(h).view(b, relations, c, n), dim=2)
@@ -103,8 +103,8 @@ def temporal_graph(h: torch.Tensor, theta: nn.Module, phi: nn.Module, values: nn
                    bias: torch.Tensor, relations: int, window: int) -> torch.Tensor:
     """Temporal-GHRM over K relation graphs: ``h (B, C, N)`` -> ``(B, C, N)``, block k at
     segment i = ``sum_o A_k[i, o] g_{k,o}(h_k)_{i+o}`` over the offsets ``|o| <= window`` that
-    stay inside the sequence, ``A_k[i, o] = softmax_o(theta_k(h_k)_i . phi_k(h_k)_{i+o} /
-    sqrt(c) + bias[k, o])``. ``values`` maps C to ``(2 window + 1) C`` channels (group k: the
+    stay inside the sequence, ``A_k[i, o] = softmax_o(sim(theta_k(h_k)_i, phi_k(h_k)_{i+o})
+    + bias[k, o])``. ``values`` maps C to ``(2 window + 1) C`` channels (group k: the
     offsets' maps of relation k), ``bias (K, 2 window + 1)``."""
     b, c_all, n = h.shape
     c, span = c_all // relations, 2 * window + 1

@@ -34,3 +34,25 @@ class GroupBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:  # an estimate: the batch count varies with the groups drawn
         return (self.total + self.batch_size - 1) // self.batch_size
+
+
+class VideoBatches(torch.utils.data.Sampler):
+    """Batches of ``batch_size`` videos with all their items (a grounding item is one sentence),
+    as MMN's and D3G's official loaders batch Charades-STA: the videos are shuffled each epoch
+    and every video is drawn once. ``videos[i]`` is item i's video."""
+
+    def __init__(self, videos: Sequence[Hashable], batch_size: int,
+                 generator: torch.Generator):
+        self.batch_size, self.generator = batch_size, generator
+        members: dict[Hashable, list[int]] = {}
+        for index, video in enumerate(videos):
+            members.setdefault(video, []).append(index)
+        self.members = list(members.values())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.members), generator=self.generator).tolist()
+        for start in range(0, len(order), self.batch_size):
+            yield [i for v in order[start:start + self.batch_size] for i in self.members[v]]
+
+    def __len__(self) -> int:
+        return (len(self.members) + self.batch_size - 1) // self.batch_size

@@ -31,9 +31,10 @@ class DataConfig:
     train_split: str = "train"
     val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
     cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
-    # How training batches are drawn: "random" (shuffled each epoch) or "by_activity" (POC's
-    # official group sampler: each batch holds videos of one activity; see data/batches.py).
-    batches: Literal["random", "by_activity"] = "random"
+    # How training batches are drawn (data/batches.py): "random" (items shuffled each epoch),
+    # "by_activity" (POC's official group sampler: each batch holds videos of one activity) or
+    # "by_video" (MMN's and D3G's: train.batch_size videos with all their sentences).
+    batches: Literal["random", "by_activity", "by_video"] = "random"
 
     def __post_init__(self) -> None:
         if self.max_snippets < 0:

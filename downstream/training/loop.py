@@ -31,7 +31,7 @@ from tqdm import tqdm
 from data_manifests.config import to_dict
 from data_manifests.run_folder import RunFolder
 from data_manifests.schema import Manifest, load_manifest
-from downstream.data.batches import GroupBatches
+from downstream.data.batches import GroupBatches, VideoBatches
 from downstream.data.splits import split_ids
 from downstream.data.store_dataset import open_features, require_annotations
 from downstream.tasks import get_task
@@ -96,17 +96,21 @@ def epoch_schedule(config: Any, optimizer: torch.optim.Optimizer) -> Any:
 
 def training_loader(train_set: Any, manifest: Manifest, config: Any,
                     generator: torch.Generator) -> torch.utils.data.DataLoader:
-    """Shuffled batches, or one activity per batch (``data.batches: by_activity``)."""
-    batch_size = config.train.batch_size
-    if config.data.batches == "random":
+    """Shuffled batches, one activity per batch (``data.batches: by_activity``) or whole videos
+    (``by_video``)."""
+    batch_size, how = config.train.batch_size, config.data.batches
+    if how == "random":
         return torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True,
                                            collate_fn=train_set.collate, generator=generator)
-    require_annotations(manifest, train_set.videos, ["activity"], "data.batches=by_activity")
-    activities = [train_set.records[key if isinstance(key, str) else key[0]].activity
-                  for key in train_set.keys]
-    return torch.utils.data.DataLoader(
-        train_set, batch_sampler=GroupBatches(activities, batch_size, generator),
-        collate_fn=train_set.collate)
+    videos = [key if isinstance(key, str) else key[0] for key in train_set.keys]
+    if how == "by_video":
+        sampler = VideoBatches(videos, batch_size, generator)
+    else:
+        require_annotations(manifest, train_set.videos, ["activity"], "data.batches=by_activity")
+        sampler = GroupBatches([train_set.records[v].activity for v in videos], batch_size,
+                               generator)
+    return torch.utils.data.DataLoader(train_set, batch_sampler=sampler,
+                                       collate_fn=train_set.collate)
 
 
 def train_run(*, task: str, method: str, features: Any, manifest: str | Path | Manifest,

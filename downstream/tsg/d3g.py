@@ -26,15 +26,15 @@ as defaults:
   centred at every position counted at least once;
 * only SA-GCL trains (D3G builds an IoU loss but never calls it); AdamW, lr 1e-4, betas
   (0.9, 0.99), weight decay 1e-5, batch 48, 18 epochs, lr x 0.1 after epochs 8 and 13, gradient
-  norm clipped at 5; inference ranks the cells by cosine alone, NMS at 0.5.
+  norm clipped at 5; batches of 48 videos with all their sentences, as MMN's
+  (``data.batches: by_video``); inference ranks the cells by cosine alone, NMS at 0.5.
 
 Deliberate differences and interpretations:
 
 * text: as MMN (:mod:`downstream.tsg.mmn`): a learned GRU stands in for DistilBERT (not
   available offline); ``text_encoder: minilm`` for the frozen packaged MiniLM.
-* batches hold sentences, not videos (as in :mod:`downstream.tsg.mmn`); "other videos" are the
-  distinct other videos of the batch. The DGA memory (counters and similarities per sentence)
-  is kept with the weights' extra state, so a resumed run continues it.
+* the DGA memory (counters and similarities per sentence) is kept with the weights' extra
+  state, so a resumed run continues it.
 """
 
 from __future__ import annotations
@@ -230,4 +230,4 @@ METHOD = Method(
     defaults={"train.optimizer": "adamw", "train.lr": 1e-4, "train.adam_beta2": 0.99,
               "train.weight_decay": 1e-5, "train.batch_size": 48, "train.epochs": 18,
               "train.lr_milestones": [8, 13], "train.lr_gamma": 0.1, "train.grad_clip": 5.0,
-              "data.max_snippets": 0})
+              "data.max_snippets": 0, "data.batches": "by_video"})

@@ -18,7 +18,10 @@ settings as defaults:
   positive pair's similarity is lowered by the margin 0.4 in both; weight 0.05, and 0.05 x 0.01
   after epoch 7 (``SOLVER.ONLY_IOU``);
 * AdamW, lr 1e-4, betas (0.9, 0.99), weight decay 1e-5, batch 48, 18 epochs, lr x 0.1 after
-  epochs 8 and 13, gradient norm clipped at 5;
+  epochs 8 and 13, gradient norm clipped at 5; a batch is 48 *videos* with all their sentences
+  (``data.batches: by_video``; about 2.3 sentences each on Charades-STA), the map computed once
+  per video; ``data.batches=random`` batches 48 sentences instead (the videos of a batch are
+  then mostly distinct, and an epoch computes a map per sentence);
 * score of a cell at inference: ``((cos_c + 1) / 2) ** 0.5 * iou_score``; the ranked cells go
   through NMS at IoU 0.5 (``post.nms_threshold``).
 
@@ -28,11 +31,6 @@ Deliberate differences and interpretations:
   default is :class:`~downstream.tsg.text.GruSentenceEncoder` (learned 300-d embeddings, bi-GRU,
   averaged over words, trained from the start at the base lr); ``text_encoder: minilm`` uses the
   frozen packaged all-MiniLM-L6-v2 instead (never fine-tuned).
-* batches: the official batch is 48 *videos* with all their sentences (about 2.3 each on
-  Charades-STA); here an item is one sentence (``train.batch_size`` = 48 sentences), so the
-  sentences of one video rarely share a batch. Sentences of one video in a batch share one map,
-  their overlap removal applies as in the official code, and "other videos" are the distinct
-  other videos of the batch.
 * the official text-to-video loss multiplies the same-video cells with IoU >= 0.5 by zero instead
   of dropping them (each adds exp(0) to the denominator); this is kept, as the reported numbers
   come from it.
@@ -218,4 +216,4 @@ METHOD = Method(
     defaults={"train.optimizer": "adamw", "train.lr": 1e-4, "train.adam_beta2": 0.99,
               "train.weight_decay": 1e-5, "train.batch_size": 48, "train.epochs": 18,
               "train.lr_milestones": [8, 13], "train.lr_gamma": 0.1, "train.grad_clip": 5.0,
-              "data.max_snippets": 0})
+              "data.max_snippets": 0, "data.batches": "by_video"})

@@ -135,3 +135,16 @@ def test_activity_batches_need_activities_and_resume_exactly(tiny, tmp_path):
         runs[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)
     for key, value in runs["straight"]["model"].items():
         assert torch.equal(value, runs["split"]["model"][key]), key
+
+
+def test_video_batches_hold_whole_videos_once_per_epoch():
+    from downstream.data.batches import VideoBatches
+
+    videos = ["a", "a", "b", "c", "c", "c", "d"]  # items (sentences) of four videos
+    batches = list(VideoBatches(videos, 2, torch.Generator().manual_seed(0)))
+    assert len(batches) == 2
+    assert sorted(i for batch in batches for i in batch) == list(range(len(videos)))
+    for batch in batches:
+        held = {videos[i] for i in batch}
+        assert len(held) <= 2 and all(videos.count(v) == sum(videos[i] == v for i in batch)
+                                      for v in held)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import click
+
 
 class UserError(ValueError):
     """Base of the project's bad-input errors (ConfigError, ManifestError, DataError, ...)."""
@@ -23,11 +25,18 @@ class UserError(ValueError):
 USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
+class ReportingGroup(click.Group):
+    """A command group whose commands all run inside :func:`reported` (the root ``weakfeat``
+    group and each stage group, which also run alone as ``python -m extract`` etc.)."""
+
+    def invoke(self, ctx: click.Context):
+        with reported():
+            return super().invoke(ctx)
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Run the body; a user error leaves as ``click.ClickException(message)``."""
-    import click
-
     try:
         yield
     except (UserError, *USER_OS_ERRORS) as exc:

@@ -17,8 +17,10 @@ from typing import Any
 
 import click
 
+from data_manifests.errors import ReportingGroup
 
-class LazyGroup(click.Group):
+
+class LazyGroup(ReportingGroup):
     """``click.Group`` over ``sources``: ``{"pkg.commands": ("command name", ...)}``."""
 
     def __init__(self, *args: Any, sources: Mapping[str, Sequence[str]], **kwargs: Any) -> None:

@@ -26,6 +26,8 @@ import av
 import numpy as np
 import torch
 
+from data_manifests.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # Seek again instead of decoding forward when the next wanted frame is this far ahead: decoding
@@ -37,7 +39,7 @@ _TRUNCATION_FRAMES = 2
 _TRUNCATION_FRACTION = 0.01
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(UserError, RuntimeError):
     """A video file is missing, empty, truncated or cannot be decoded; names the file and why."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -2,7 +2,6 @@
 
 import click
 
-from data_manifests.errors import reported
 from downstream.tasks import TASKS
 
 
@@ -25,10 +24,9 @@ def train_command(task, method, features, manifest, out, config_path, overrides,
     """Train METHOD of TASK (tal, seg, ...) on a feature store; selects on validation."""
     from downstream.training import result_line, train_run
 
-    with reported():
-        results = train_run(task=task, method=method, features=features, manifest=manifest,
-                            out=out, overrides=overrides, config_path=config_path,
-                            resume=resume, progress=progress)
+    results = train_run(task=task, method=method, features=features, manifest=manifest,
+                        out=out, overrides=overrides, config_path=config_path, resume=resume,
+                        progress=progress)
     click.echo(result_line(results, out))
 
 
@@ -50,10 +48,9 @@ def predict_command(run, features, manifest, split, out, checkpoint, overrides, 
     """Write a trained run's predictions of SPLIT in its task's standard format."""
     from downstream.training import predict_run
 
-    with reported():
-        path = predict_run(run, features=features, manifest=manifest, out=out, split=split,
-                           checkpoint=checkpoint, overrides=overrides, device=device,
-                           progress=progress)
+    path = predict_run(run, features=features, manifest=manifest, out=out, split=split,
+                       checkpoint=checkpoint, overrides=overrides, device=device,
+                       progress=progress)
     click.echo(str(path))
 
 

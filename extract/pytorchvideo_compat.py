@@ -22,10 +22,12 @@ import importlib.util
 import sys
 import types
 
+from data_manifests.errors import UserError
+
 STUB_MARKER = "__weakfeat_torchvision_stub__"
 
 
-class TorchvisionUnavailableError(RuntimeError):
+class TorchvisionUnavailableError(UserError, RuntimeError):
     """A torchvision-only feature of pytorchvideo was called while torchvision is absent."""
 
 

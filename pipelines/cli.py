@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from data_manifests.errors import ReportingGroup
 from data_manifests.run_folder import atomic_write_text
 from pipelines.figures import gather_figures
 from pipelines.recipe import (
-    RecipeError,
     list_recipes,
     load_recipe,
     parse_params,
@@ -21,7 +21,7 @@ from pipelines.runner import gather_results, run_recipe
 from pipelines.tables import render_csv, render_markdown
 
 
-@click.group(name="pipelines")
+@click.group(name="pipelines", cls=ReportingGroup)
 def pipelines() -> None:
     """Recipes that chain stage 1 and stage 2 and render the paper's tables."""
 
@@ -51,12 +51,9 @@ def run_command(recipe: str, out: Path | None, params: tuple[str, ...], dry_run:
     """Run RECIPE (a name from `pipelines list` or a .yaml path); re-running skips done steps
     and resumes interrupted ones (Ctrl-C stops the running steps; run again to resume)."""
     root = out or Path("runs") / Path(recipe).stem
-    try:
-        loaded = load_recipe(recipe, root, parse_params(params))
-        if not dry_run:
-            require_params(loaded)
-    except RecipeError as exc:
-        raise click.ClickException(str(exc)) from exc
+    loaded = load_recipe(recipe, root, parse_params(params))
+    if not dry_run:
+        require_params(loaded)
     if dry_run:
         from pipelines.dry_run import plan_recipe
 

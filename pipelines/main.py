@@ -5,12 +5,13 @@ import logging
 import click
 
 from data_manifests.cli import data
+from data_manifests.errors import ReportingGroup
 from downstream.cli import downstream
 from extract.cli import extract
 from pipelines.cli import pipelines
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """weakfeat: weakly supervised long-video features (AdaptFocus) and downstream tasks."""

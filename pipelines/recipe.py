@@ -48,11 +48,13 @@ from typing import Any
 
 import yaml
 
+from data_manifests.errors import UserError
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_\-]+)\}")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe file is malformed; the message names the file and the step."""
 
 

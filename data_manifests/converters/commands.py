@@ -8,7 +8,7 @@ import click
 
 from data_manifests.converters import CONVERTERS
 from data_manifests.converters.build import build_manifest
-from data_manifests.schema import Manifest, ManifestError, load_manifest
+from data_manifests.schema import Manifest, load_manifest
 from data_manifests.stats import format_stats, manifest_stats
 from data_manifests.validate_videos import DURATION_TOLERANCE_S, summarize, validate_videos
 
@@ -32,10 +32,7 @@ def build(dataset: str, annotations: Path, out_dir: Path, videos_root: Path | No
         if dataset != "breakfast":
             raise click.UsageError("--split-index is for breakfast only")
         options["split_index"] = split_index
-    try:
-        out = build_manifest(dataset, annotations, out_dir, videos_root=videos_root, **options)
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from exc
+    out = build_manifest(dataset, annotations, out_dir, videos_root=videos_root, **options)
     click.echo(f"wrote {out}")
     if videos_root is not None:
         _report_videos(load_manifest(out), videos_root, DURATION_TOLERANCE_S)
@@ -46,10 +43,7 @@ def build(dataset: str, annotations: Path, out_dir: Path, videos_root: Path | No
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def stats(manifest_dir: Path, as_json: bool) -> None:
     """Counts per split: videos, labels, classes, segments, points, sentences, activities."""
-    try:
-        result = manifest_stats(load_manifest(manifest_dir))
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = manifest_stats(load_manifest(manifest_dir))
     click.echo(json.dumps(result, indent=1) if as_json else format_stats(result))
 
 
@@ -61,10 +55,7 @@ def stats(manifest_dir: Path, as_json: bool) -> None:
               help="Allowed duration difference in seconds.")
 def validate(manifest_dir: Path, videos_root: Path | None, tolerance: float) -> None:
     """Check every video of a manifest: exists, decodes, duration matches. Lists every problem."""
-    try:
-        manifest = load_manifest(manifest_dir)
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from exc
+    manifest = load_manifest(manifest_dir)
     _report_videos(manifest, videos_root, tolerance)
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from data_manifests.errors import UserError
 from extract.backbones.base import VideoBackbone
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 HUB_TIMEOUT_S = 3.0  # seconds to wait for the model hub before calling the machine offline
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(UserError, RuntimeError):
     """Pretrained weights could not be found, fetched or matched to the model."""
 
 

@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from data_manifests.errors import UserError
 from data_manifests.schema import Manifest, VideoRecord
 
 log = logging.getLogger(__name__)
 
 
-class FrameCacheTooLarge(MemoryError):
+class FrameCacheTooLarge(UserError, MemoryError):
     """The frame cache was refused before decoding: the dataset would not fit in RAM."""
 
 

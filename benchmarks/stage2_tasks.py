@@ -26,10 +26,12 @@ import multiprocessing as mp
 import multiprocessing.connection
 import resource
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
 import numpy as np
 
@@ -198,6 +200,17 @@ def run_all(args: argparse.Namespace, jobs: list[tuple], per_method: dict[str, l
     ctx = mp.get_context("spawn")
     jobs = list(jobs)
     running: list[tuple[mp.Process, mp.Queue, dict]] = []
+    # a stopped benchmark stops its runs too (rows.jsonl keeps the finished ones: --resume)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM)"))
+    try:
+        yield from _schedule(args, jobs, per_method, ctx, running)
+    finally:
+        for proc, _, _ in running:
+            proc.terminate()
+
+
+def _schedule(args: argparse.Namespace, jobs: list[tuple], per_method: dict[str, list[str]],
+              ctx: Any, running: list) -> Any:
     while jobs or running:
         while jobs and len(running) < args.jobs:  # each child uses one thread
             method, store, path, seed = jobs.pop(0)

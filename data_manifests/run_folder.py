@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_manifests.config import dump_config
+import yaml
+
+from data_manifests.config import ConfigError, dump_config, to_dict
+
+# What a resumed run may change: how long it trains and where, never what it trains (the
+# results would then describe neither config).
+RESUMABLE_CHANGES = frozenset({"train.epochs", "train.device", "data.num_workers",
+                               "data.cache_features"})
 
 
 class RunFolder:
@@ -38,10 +45,21 @@ class RunFolder:
         return self.path / "predictions"
 
     def create(self, config: Any, *, resume: bool) -> None:
-        """Make the folder; refuse to reuse a finished or started run unless resuming."""
+        """Make the folder; refuse to reuse a finished or started run unless resuming, and a
+        resume whose config differs from the run's beyond :data:`RESUMABLE_CHANGES`."""
         if self.config_path.exists() and not resume:
             raise FileExistsError(f"{self.path} already holds a run; pass --resume to continue "
                                   "it, or choose another --out")
+        if resume and self.config_path.exists():
+            changed = config_changes(yaml.safe_load(self.config_path.read_text()) or {},
+                                     to_dict(config))
+            refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
+            if refused:
+                shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+                raise ConfigError(f"{self.config_path}: --resume with a different config "
+                                  f"({shown}); a resumed run may change only "
+                                  f"{', '.join(sorted(RESUMABLE_CHANGES))}. Start a new --out "
+                                  "for other changes")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.predictions.mkdir(exist_ok=True)
         dump_config(config, self.config_path)
@@ -63,6 +81,16 @@ class RunFolder:
         out = self.path / name
         atomic_write_text(out, json.dumps(results, indent=1, sort_keys=True) + "\n")
         return out
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old, new) for every leaf where two plain config dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, tuple[Any, Any]] = {}
+        for key in sorted(set(old) | set(new), key=str):
+            out.update(config_changes(old.get(key), new.get(key), f"{prefix}{key}."))
+        return out
+    return {} if old == new else {prefix.rstrip("."): (old, new)}
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -148,3 +148,19 @@ def test_video_batches_hold_whole_videos_once_per_epoch():
         held = {videos[i] for i in batch}
         assert len(held) <= 2 and all(videos.count(v) == sum(videos[i] == v for i in batch)
                                       for v in held)
+
+
+def test_resume_refuses_a_changed_config_but_allows_more_epochs(tiny, tmp_path):
+    _root, manifest_dir, store = tiny
+    run = tmp_path / "run"
+    train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
+              overrides=[*TINY, "train.epochs=1"], progress=False)
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"train\.lr: 0\.001 -> 0\.01"):
+        train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
+                  overrides=[*TINY, "train.epochs=2", "train.lr=0.01"], resume=True,
+                  progress=False)
+    assert (run / "config.yaml").read_text() == before  # the run's record is untouched
+    results = train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
+                        overrides=[*TINY, "train.epochs=2"], resume=True, progress=False)
+    assert results["epochs"] == 2

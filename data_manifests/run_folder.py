@@ -8,8 +8,10 @@ half-written checkpoint under the real name), ``predictions/``, ``results.json``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,9 @@ from typing import Any
 import yaml
 
 from data_manifests.config import ConfigError, dump_config, to_dict
+from data_manifests.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # What a resumed run may change: how long it trains and where, never what it trains (the
 # results would then describe neither config).
@@ -60,9 +65,27 @@ class RunFolder:
                                   f"({shown}); a resumed run may change only "
                                   f"{', '.join(sorted(RESUMABLE_CHANGES))}. Start a new --out "
                                   "for other changes")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.predictions.mkdir(exist_ok=True)
         dump_config(config, self.config_path)
+
+    def _lock(self) -> None:
+        """Claim the folder for this process (``.lock``: host and pid). A live trainer on this
+        host holding it is refused, so two trainers never write one run; a dead one's lock
+        (crash, kill) is taken over. Another host's lock cannot be checked and is taken over
+        with a warning."""
+        lock, me = self.path / ".lock", f"{socket.gethostname()} {os.getpid()}"
+        if lock.exists():
+            host, _, pid = lock.read_text().strip().rpartition(" ")
+            if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
+                    and _alive(int(pid)):
+                raise RunInUseError(f"{self.path}: another trainer (pid {pid}) is writing this "
+                                    "run; wait for it or stop it, or choose another --out")
+            if host != socket.gethostname():
+                log.warning("%s: taking over the lock of %s (another host)", self.path, host)
+        atomic_write_text(lock, me + "\n")
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics record (NaN/inf written as null, so the file stays valid JSON)."""
@@ -81,6 +104,20 @@ class RunFolder:
         out = self.path / name
         atomic_write_text(out, json.dumps(results, indent=1, sort_keys=True) + "\n")
         return out
+
+
+class RunInUseError(UserError):
+    """Another live process is training into the run folder."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def config_changes(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:

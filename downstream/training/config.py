@@ -90,6 +90,18 @@ class TrainConfig:
                              "no train.lr_milestones")
 
 
+def check_device(device: str, key: str) -> None:
+    """Refuse, before any work, a device torch cannot parse or a CUDA device it cannot see."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"{key}={device!r}: not a torch device (cpu, cuda, cuda:N)") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={device!r}: no CUDA device is visible to torch here; use cpu")
+
+
 @functools.cache
 def config_class(task: Any) -> type:
     """The frozen dataclass of ``task``'s run config: task, method, data, train, the task's

@@ -36,7 +36,7 @@ from downstream.data.splits import split_ids
 from downstream.data.store_dataset import open_features, require_annotations
 from downstream.tasks import get_task
 from downstream.training.checkpoint import build_model, save_checkpoint
-from downstream.training.config import load_run_config
+from downstream.training.config import check_device, load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     store = open_features(features)
     device, seed = config.train.device, config.train.seed
+    check_device(device, "train.device")
     torch.manual_seed(seed)
 
     # Data

@@ -12,6 +12,7 @@ from data_manifests.schema import load_manifest
 from downstream.data.store_dataset import DataError, StoreDataset, open_features
 from downstream.task import Task
 from downstream.training.checkpoint import load_trained
+from downstream.training.config import check_device
 
 
 def with_overrides(task: Task, config: Any, overrides: Sequence[str]) -> Any:
@@ -33,6 +34,7 @@ def run_predictions(run_dir: str | Path, *, features: Any, manifest: str | Path,
                     overrides: Sequence[str] = (), device: str = "cpu", progress: bool = True
                     ) -> tuple[Task, Any, StoreDataset, dict[Any, Any]]:
     """(task, run config, dataset, predictions by item key) of every item of ``split``."""
+    check_device(device, "--device")
     model, config, ckpt, task = load_trained(run_dir, checkpoint, device)
     config = with_overrides(task, config, overrides)
     manifest = load_manifest(manifest)

@@ -99,6 +99,14 @@ class TrainConfig:
     log_every: int = 10  # iterations between metrics.jsonl records
     success_every_epochs: int = 1  # log the ASE top-1 success (Fig. S4) every N epochs (0: off)
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)!r}: must be >= 1")
+        for name in ("checkpoint_every", "success_every_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}={getattr(self, name)!r}: must be >= 0")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -106,6 +114,15 @@ class EvalConfig:
     views_t: int = 10  # temporal clips per video, evenly spaced
     views_s: int = 1  # spatial crops per clip (1: centre, 3: three crops)
     plot_videos: int = 3  # videos drawn as per-class curves (Fig. 4)
+
+    # checked here, before training, not when the evaluation at the end reaches them
+    def __post_init__(self) -> None:
+        if self.views_t < 1:
+            raise ConfigError(f"eval.views_t={self.views_t!r}: must be >= 1")
+        if self.views_s not in (1, 3):
+            raise ConfigError(f"eval.views_s={self.views_s!r}: must be 1 (centre) or 3 crops")
+        if self.plot_videos < 0:
+            raise ConfigError(f"eval.plot_videos={self.plot_videos!r}: must be >= 0")
 
 
 @dataclass(frozen=True)

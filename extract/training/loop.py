@@ -339,7 +339,14 @@ def _runtime(device: str, precision: str) -> Runtime:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.device={device!r}: not a torch device (auto, cpu, cuda, "
+                          "cuda:N)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device!r}: no CUDA device is visible to torch here; "
+                          "set train.device=cpu (or auto)")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank if world_size > 1 else 0)
     if dev.type == "cuda" and dev.index >= torch.cuda.device_count():

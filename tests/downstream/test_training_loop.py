@@ -164,3 +164,15 @@ def test_resume_refuses_a_changed_config_but_allows_more_epochs(tiny, tmp_path):
     results = train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=run,
                         overrides=[*TINY, "train.epochs=2"], resume=True, progress=False)
     assert results["epochs"] == 2
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:0"])
+def test_a_device_torch_cannot_use_is_refused_before_the_run_folder(tiny, tmp_path, device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is visible here")
+    _root, manifest_dir, store = tiny
+    with pytest.raises(ConfigError, match=f"train.device={device!r}"):
+        train_run(task="tal", method="mil", features=store, manifest=manifest_dir,
+                  out=tmp_path / "run", overrides=[*TINY, f"train.device={device}"],
+                  progress=False)
+    assert not (tmp_path / "run").exists()

@@ -75,6 +75,11 @@ def test_train_input_errors_are_one_line_messages(tmp_path):
     bad_key = runner.invoke(extract, ["train", "--config", str(cfg), "--set", "optim.lrr=1",
                                       "--out", str(tmp_path / "other")])
     taken = runner.invoke(extract, ["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
-    for result, needle in ((bad_key, "optim.lrr"), (taken, "--resume")):
+    views = runner.invoke(extract, ["train", "--config", str(cfg), "--set", "eval.views_t=0",
+                                    "--out", str(tmp_path / "views")])
+    device = runner.invoke(extract, ["train", "--config", str(cfg), "--set", "train.device=gpu",
+                                     "--out", str(tmp_path / "device")])
+    for result, needle in ((bad_key, "optim.lrr"), (taken, "--resume"),
+                           (views, "eval.views_t=0"), (device, "train.device='gpu'")):
         assert result.exit_code == 1 and "Error:" in result.output and needle in result.output
         assert "Traceback" not in result.output

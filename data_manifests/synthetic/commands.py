@@ -16,7 +16,7 @@ from data_manifests.synthetic.summary import summarize, summary_paragraph
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="folder for meta.json, videos.jsonl and videos/*.mp4")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--videos", "num_videos", default=None, type=int,
+@click.option("--videos", "num_videos", default=None, type=click.IntRange(min=1),
               help="total number of videos (split in the preset's proportions)")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="override a SynthSpec field, e.g. --set coverage=[0.03,0.15]")

@@ -37,22 +37,63 @@ def load_config(cls: type[T], path: str | Path | None = None,
     for key, value in (base or {}).items():
         _set_dotted(raw, key, value)
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{source}: config file not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping, got "
-                              f"{type(loaded).__name__}")
-        _merge(raw, loaded)
+        _merge(raw, read_config_file(path))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key.sub=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     return from_dict(cls, raw, source=source)
+
+
+BASE_KEY = "_base_"  # a config file's parent(s): paths relative to the file, merged below it
+
+
+def config_files(path: str | Path, _chain: tuple[Path, ...] = ()) -> list[Path]:
+    """``path`` and every file it inherits from through ``_base_``, bases first."""
+    path = Path(path)
+    files = []
+    for base in _bases(path, _read_mapping(path), _chain):
+        files += config_files(base, (*_chain, path.resolve()))
+    return [*files, path]
+
+
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of a YAML config file with its ``_base_`` files merged below it (in order;
+    a later base and the file itself win), so related configs state only what differs."""
+    path = Path(path)
+    loaded = _read_mapping(path)
+    merged: dict[str, Any] = {}
+    for base in _bases(path, loaded, _chain):
+        _merge(merged, read_config_file(base, (*_chain, path.resolve())))
+    _merge(merged, {k: v for k, v in loaded.items() if k != BASE_KEY})
+    return merged
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got "
+                          f"{type(loaded).__name__}")
+    return loaded
+
+
+def _bases(path: Path, loaded: Mapping[str, Any], chain: tuple[Path, ...]) -> list[Path]:
+    names = loaded.get(BASE_KEY) or []
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths, got {names!r}")
+    bases = [(path.parent / name) for name in names]
+    for base in bases:
+        if base.resolve() in (*chain, path.resolve()):
+            raise ConfigError(f"{path}: {BASE_KEY} {base} inherits from itself "
+                              f"({' -> '.join(str(p) for p in (*chain, path.resolve()))})")
+    return bases
 
 
 def from_dict(cls: type[T], raw: Mapping[str, Any], source: str = "<config>", prefix: str = "") -> T:

@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from data_manifests.config import ConfigError, config_files
 from data_manifests.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -322,8 +323,8 @@ def _resolve(path: Path, spec: dict[str, Any], done: dict[str, Step], root: Path
 
 
 def _input_digests(commands: tuple[tuple[str, ...], ...], root: Path) -> dict[str, str]:
-    """sha256 of every existing file an argument names outside the output root (a config YAML):
-    editing it re-keys the step. Files under the root belong to needed steps, whose keys
+    """sha256 of every existing file an argument names outside the output root (a config YAML,
+    with the ``_base_`` files it inherits): editing any of them re-keys the step. Files under the root belong to needed steps, whose keys
     already stand for them (and may not exist yet when the recipe is loaded)."""
     out_root = root.resolve()
     digests = {}
@@ -331,5 +332,9 @@ def _input_digests(commands: tuple[tuple[str, ...], ...], root: Path) -> dict[st
         path = Path(arg)
         if not path.is_absolute() or not path.is_file() or path.resolve().is_relative_to(out_root):
             continue
-        digests[arg] = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            files = config_files(path) if path.suffix in (".yaml", ".yml") else [path]
+        except ConfigError:  # not a config: the command itself will say what is wrong
+            files = [path]
+        digests[arg] = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     return digests

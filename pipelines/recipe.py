@@ -6,6 +6,10 @@ A recipe holds ``name``, ``description``, ``steps`` and optional ``tables`` (see
     - id: train-adaptfocus          # unique; {id} of a step names its output folder
       needs: [data, pretrain]       # steps whose outputs it reads
       seeds: [0, 1, 2]              # optional: one step per seed, ids get "-s<seed>"
+      matrix: {method: [mil, asl], store: [kinc, weak]}
+                                    # optional: one step per combination, {method} and {store}
+                                    # replaced in the id (which must name them all), needs,
+                                    # commands and results, before the other placeholders
       command: [extract, train, --config, "{extract_configs}/cfg.yaml", --out, "{out}",
                 --set, "model.pretrained={pretrain}/checkpoints/last.pt", --set, "train.seed={seed}"]
       # or `commands: [[...], [...]]`: several commands run one after the other in one folder
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -130,7 +135,7 @@ def load_recipe(name_or_path: str | Path, root: Path,
     specs = [_check_step(path, i, s) for i, s in enumerate(raw["steps"])]
     values = _resolve_params(path, name, raw.get("params"), params or {},
                              {s["id"] for s in specs})
-    expanded = _expand_seeds(specs)
+    expanded = _expand_seeds(_expand_matrix(specs))
     ordered = _topological(path, expanded)
     steps: dict[str, Step] = {}
     for spec in ordered:
@@ -205,8 +210,8 @@ def _resolve_params(path: Path, name: str, declared: Any, given: Mapping[str, st
     return values
 
 
-_STEP_KEYS = {"id", "needs", "seeds", "command", "commands", "resume", "results", "allow_exit",
-              "slots"}
+_STEP_KEYS = {"id", "needs", "seeds", "matrix", "command", "commands", "resume", "results",
+              "allow_exit", "slots"}
 
 
 def _check_step(path: Path, index: int, spec: Any) -> dict[str, Any]:
@@ -224,7 +229,49 @@ def _check_step(path: Path, index: int, spec: Any) -> dict[str, Any]:
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
         raise RecipeError(f"{where} ({spec['id']}): 'slots' must be an integer >= 1, "
                           f"got {slots!r}")
+    seeds = spec.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        raise RecipeError(f"{where} ({spec['id']}): 'seeds' must be a list of integers, "
+                          f"got {seeds!r}")
+    matrix = spec.get("matrix")
+    if matrix is not None:
+        if not isinstance(matrix, dict) or not matrix or not all(
+                isinstance(v, list) and v and all(isinstance(x, (str, int)) for x in v)
+                for v in matrix.values()):
+            raise RecipeError(f"{where} ({spec['id']}): 'matrix' maps names to non-empty lists "
+                              f"of values, got {matrix!r}")
+        missing = [name for name in matrix if f"{{{name}}}" not in str(spec["id"])]
+        if missing:
+            raise RecipeError(f"{where} ({spec['id']}): the id must name every matrix "
+                              f"variable, so each combination gets its own step: add "
+                              f"{', '.join('{' + m + '}' for m in missing)}")
     return dict(spec, commands=commands, slots=slots)
+
+
+def _expand_matrix(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One step per combination of each step's ``matrix`` values (first name varies slowest)."""
+    out = []
+    for spec in specs:
+        matrix = spec.pop("matrix", None)
+        if not matrix:
+            out.append(spec)
+            continue
+        names = list(matrix)
+        for values in itertools.product(*(matrix[n] for n in names)):
+            pairs = {f"{{{n}}}": str(v) for n, v in zip(names, values, strict=True)}
+
+            def fill(value: Any, pairs: dict[str, str] = pairs) -> Any:
+                if isinstance(value, str):
+                    for placeholder, text in pairs.items():
+                        value = value.replace(placeholder, text)
+                    return value
+                if isinstance(value, list):
+                    return [fill(v) for v in value]
+                return value
+
+            out.append({key: fill(value) for key, value in spec.items()})
+    return out
 
 
 def _expand_seeds(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ A recipe's ``tables`` entry::
 
     - name: table1
       title: "Video-level mAP (%)"
-      metric: mAP                 # dotted path inside each step's results JSON
+      metric: mAP                 # dotted path inside each step's results JSON (or a mapping
+                                  # row -> path, when the rows report different metrics)
       scale: 100                  # fractions in results -> percent in the table
       rows:                       # row -> column -> step id (before seed expansion)
         x3d-tiny: {Full: train-full, Weak-noisy: train-noisy, Weak-AdaptFocus: train-af}
@@ -49,9 +50,15 @@ class Cell:
 
 
 def metric_value(results: Mapping[str, Any], path: str) -> float | None:
-    """``path`` is dotted; a number indexes a list (``mAP.4`` = mAP at the fifth threshold)."""
+    """``path`` is dotted; a number indexes a list (``mAP.4`` = mAP at the fifth threshold). A
+    key that holds dots itself (``R@1,IoU=0.5``) is matched whole first."""
     node: Any = results
-    for part in path.split("."):
+    rest = path
+    while rest:
+        if isinstance(node, Mapping) and rest in node:
+            node, rest = node[rest], ""
+            continue
+        part, _, rest = rest.partition(".")
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, Mapping) and part in node:
@@ -64,11 +71,13 @@ def metric_value(results: Mapping[str, Any], path: str) -> float | None:
 def build_table(spec: Mapping[str, Any], results: Mapping[str, Any]) -> tuple[list[str], list[list]]:
     """Header and rows (first cell the row name, then Cells, then delta Cells, then paper)."""
     scale = float(spec.get("scale", 1.0))
-    by_step: dict[str, list[float]] = {}
-    for entry in results.values():
-        value = metric_value(entry["results"], spec["metric"])
-        if value is not None:
-            by_step.setdefault(entry["step"], []).append(value * scale)
+
+    def values(step: str, row: str) -> tuple[float, ...]:
+        metric = spec["metric"] if isinstance(spec["metric"], str) else spec["metric"][row]
+        found = (metric_value(e["results"], metric) for e in results.values()
+                 if e["step"] == step)
+        return tuple(v * scale for v in found if v is not None)
+
     columns: list[str] = []
     for row in spec["rows"].values():
         columns += [c for c in row if c not in columns]
@@ -76,7 +85,7 @@ def build_table(spec: Mapping[str, Any], results: Mapping[str, Any]) -> tuple[li
     header = ["", *columns, *[f"{a} - {b}" for a, b in deltas]]
     body: list[list] = []
     for name, row in spec["rows"].items():
-        cells = {c: Cell(tuple(by_step.get(row[c], ()))) if c in row else Cell(()) for c in columns}
+        cells = {c: Cell(values(row[c], name)) if c in row else Cell(()) for c in columns}
         line: list = [name, *[cells[c] for c in columns]]
         for a, b in deltas:
             pairs = tuple(x - y for x, y in zip(cells[a].values, cells[b].values))

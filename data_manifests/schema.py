@@ -60,8 +60,8 @@ class Point:
 @dataclass(frozen=True)
 class Sentence:
     text: str
-    start: float  # seconds
-    end: float  # seconds
+    start: float | None  # seconds; None with end: the moment is not annotated (weak supervision)
+    end: float | None  # seconds
     glance: float | None = None  # one timestamp inside [start, end] (glance supervision)
 
 
@@ -322,10 +322,25 @@ def validate(meta: ManifestMeta, videos: Sequence[VideoRecord], source: str | Pa
         if v.activity is not None and v.activity not in activities:
             fail("activity", f"unknown activity {v.activity!r}")
         for sent in v.sentences or ():
-            if not sent.end > sent.start:
+            times = {"start": sent.start, "end": sent.end, "glance": sent.glance}
+            for name, value in times.items():
+                if value is not None and not _is_time(value):
+                    fail("sentences", f"{name} {value!r} of {sent.text!r} is not a number of "
+                                      "seconds")
+            if (sent.start is None) != (sent.end is None):
+                fail("sentences", f"{sent.text!r} has only one of start and end "
+                                  f"([{sent.start}, {sent.end}]); give both, or neither for a "
+                                  "sentence without its moment (weak supervision)")
+            low, high = (0.0, v.duration) if sent.start is None else (sent.start, sent.end)
+            if sent.start is not None and not sent.end > sent.start:
                 fail("sentences", f"end <= start: [{sent.start}, {sent.end}] {sent.text!r}")
-            if sent.glance is not None and not sent.start <= sent.glance <= sent.end:
-                fail("sentences", f"glance {sent.glance} outside [{sent.start}, {sent.end}]")
+            if sent.glance is not None and not low <= sent.glance <= high:
+                fail("sentences", f"glance {sent.glance} outside [{low}, {high}]")
+
+
+def _is_time(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def sha256_file(path: str | Path) -> str:

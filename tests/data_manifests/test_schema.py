@@ -78,6 +78,10 @@ def test_writes_are_byte_identical_and_hash_is_content_only(tmp_path):
     (video("v2", activity="cooking"), "activity", "unknown activity 'cooking'"),
     (video("v2", sentences=(Sentence("x", 2, 1),)), "sentences", "end <= start: [2, 1] 'x'"),
     (video("v2", sentences=(Sentence("x", 1, 2, 3),)), "sentences", "glance 3 outside [1, 2]"),
+    (video("v2", sentences=(Sentence("x", None, 2),)), "sentences", "only one of start and end"),
+    (video("v2", sentences=(Sentence("x", "1", 2),)), "sentences", "start '1' of 'x' is not"),
+    (video("v2", sentences=(Sentence("x", None, None, 12),)), "sentences",
+     "glance 12 outside [0.0, 10.0]"),
 ])
 def test_every_validation_error_names_file_line_field(tmp_path, bad, field, needle):
     # Written by hand (write_manifest would refuse): line 2 is the bad record.
@@ -114,6 +118,15 @@ def test_unreadable_lines_and_files_name_the_place(tmp_path):
     duplicated = replace(META, classes=("run", "run"))
     with pytest.raises(ManifestError, match=r"\[classes\]: duplicated class names \['run'\]"):
         write_manifest((duplicated, ()), tmp_path / "d")
+
+
+def test_a_sentence_without_its_moment_is_valid(tmp_path):
+    """Weak grounding data (CPL) has sentences without boundaries: null start and end."""
+    record = video("v2", sentences=(Sentence("x", None, None), Sentence("y", None, None, 4.0)))
+    write_manifest((META, (video("v1"), record)), tmp_path / "m")
+    loaded = load_manifest(tmp_path / "m").by_id()["v2"].sentences
+    assert [(s.start, s.end, s.glance) for s in loaded] == [(None, None, None),
+                                                            (None, None, 4.0)]
 
 
 def test_split_and_video_path(tmp_path):

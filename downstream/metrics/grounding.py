@@ -183,6 +183,10 @@ def load_grounding_ground_truth(path: str | Path, split: str | None = None
                 raise ManifestError(path, None, "sentences", f"video {video.video_id!r} has "
                                     "no sentence annotations: grounding needs sentences")
             for k, sentence in enumerate(video.sentences):
+                if sentence.start is None:
+                    raise ManifestError(path, None, "sentences", f"video {video.video_id!r}: "
+                                        f"sentence {k} ({sentence.text!r}) has no moment to "
+                                        "score against (null start and end)")
                 out[(video.video_id, k)] = (video.duration, sentence.start, sentence.end)
         return out
     items = _read_json_list(path)

@@ -7,6 +7,14 @@ from collections.abc import Hashable, Iterator, Sequence
 import torch
 
 
+def members(labels: Sequence[Hashable]) -> list[list[int]]:
+    """The item indices of each distinct label, in order of first appearance."""
+    out: dict[Hashable, list[int]] = {}
+    for index, label in enumerate(labels):
+        out.setdefault(label, []).append(index)
+    return list(out.values())
+
+
 class GroupBatches(torch.utils.data.Sampler):
     """Batches drawn one group at a time, as POC's official ``DataLoader_GroupSample`` draws
     them (one Breakfast activity per batch, so that its videos share action pairs): pick a
@@ -18,10 +26,7 @@ class GroupBatches(torch.utils.data.Sampler):
     def __init__(self, groups: Sequence[Hashable], batch_size: int,
                  generator: torch.Generator):
         self.batch_size, self.generator, self.total = batch_size, generator, len(groups)
-        members: dict[Hashable, list[int]] = {}
-        for index, group in enumerate(groups):
-            members.setdefault(group, []).append(index)
-        self.members = list(members.values())
+        self.members = members(groups)
 
     def __iter__(self) -> Iterator[list[int]]:
         drawn = 0
@@ -44,10 +49,7 @@ class VideoBatches(torch.utils.data.Sampler):
     def __init__(self, videos: Sequence[Hashable], batch_size: int,
                  generator: torch.Generator):
         self.batch_size, self.generator = batch_size, generator
-        members: dict[Hashable, list[int]] = {}
-        for index, video in enumerate(videos):
-            members.setdefault(video, []).append(index)
-        self.members = list(members.values())
+        self.members = members(videos)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(len(self.members), generator=self.generator).tolist()

@@ -102,7 +102,7 @@ def training_loader(train_set: Any, manifest: Manifest, config: Any,
     if how == "random":
         return torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True,
                                            collate_fn=train_set.collate, generator=generator)
-    videos = [key if isinstance(key, str) else key[0] for key in train_set.keys]
+    videos = [train_set.video_of(key) for key in train_set.keys]
     if how == "by_video":
         sampler = VideoBatches(videos, batch_size, generator)
     else:

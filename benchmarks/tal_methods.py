@@ -1,6 +1,19 @@
 """Benchmark of the localization methods (mil / asl / rskp / lacp) on thumos-like features.
 
     .venv/bin/python benchmarks/tal_methods.py --out bench_tal
+    .venv/bin/python benchmarks/tal_methods.py --source thumos14-shaped \
+        --runs mil asl asl:shared asl:wave1 --out bench_out/tal14
+
+``--runs`` names a method with an optional variant: ``METHOD`` trains with the method's own
+defaults (its official code's settings and post-processing), ``METHOD:shared`` with the shared
+post-processing (``downstream/tal/shared_post.yaml``), ``asl:wave1`` with the settings weakfeat
+used before it followed the official ASL (kernel 3, 256 wide, dropout 0.5, one actionness head,
+beta 0.5, 512-snippet crops, batch 8, weight decay 1e-4, shared post-processing).
+``--source thumos14-shaped`` makes I3D-shaped features of THUMOS'14's layout: 20 classes,
+2,048-d (1,024 RGB | 1,024 flow with their own directions), one snippet per 16 frames at each
+video's own fps (24 / 25 / 29.97 / 30), 60-250 s videos with 3-15 instances of 1.5-12 s, three
+background modes, class context around the instances, non-negative values; 100 training,
+25 validation (checkpoint selection) and 100 test videos.
 
 For each seed: a THUMOS-like manifest -- ``--source simple`` (default) uses
 ``downstream.data.synthetic.thumos_like_manifest`` (8 classes, 1-2 per video, 2-6 instances of
@@ -52,10 +65,27 @@ sys.path.insert(0, str(REPO))
 
 TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 METHODS = ("mil", "asl", "rskp", "lacp")
+SHARED_POST = REPO / "downstream" / "tal" / "shared_post.yaml"
+# weakfeat's ASL before it followed the official code (see the module docstring)
+WAVE1_ASL = ["asl.kernel_size=3", "asl.hidden=256", "asl.dropout=0.5", "asl.beta=0.5",
+             "asl.actionness_heads=single", "data.resample=0", "data.max_snippets=512",
+             "train.batch_size=8", "train.weight_decay=0.0001"]
+
+
+def variant(run: str) -> tuple[str, list[str], str | None]:
+    """``METHOD[:VARIANT]`` -> (method, overrides, config file)."""
+    method, _, kind = run.partition(":")
+    if method not in METHODS or kind not in ("", "shared", "wave1") or (
+            kind == "wave1" and method != "asl"):
+        raise SystemExit(f"--runs {run!r}: expected METHOD, METHOD:shared or asl:wave1 "
+                         f"with METHOD in {METHODS}")
+    if kind == "wave1":
+        return method, list(WAVE1_ASL), str(SHARED_POST)
+    return method, [], str(SHARED_POST) if kind == "shared" else None
 
 
 def run_one(method: str, store: str, manifest: str, out: str, overrides: list[str],
-            queue: mp.Queue) -> None:
+            config_path: str | None, queue: mp.Queue) -> None:
     """Train + predict + evaluate one method in this (child) process; report via ``queue``."""
     import torch
 
@@ -67,7 +97,7 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
 
     tick = time.perf_counter()
     results = train_run(task="tal", method=method, features=store, manifest=manifest, out=out,
-                        overrides=overrides, progress=False)
+                        overrides=overrides, config_path=config_path, progress=False)
     train_seconds = time.perf_counter() - tick
     epochs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     pred_path = predict_run(out, features=store, manifest=manifest,
@@ -80,7 +110,17 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
                    for v, items in preds.items()}
     metrics = evaluate_detection(ground_truth(man, test_ids), predictions, TIOU,
                                  classes=list(man.classes))
+    # The same checkpoint through the shared post-processing (no retraining)
+    import yaml
+
+    from downstream.training import evaluate_run
+
+    shared = yaml.safe_load(SHARED_POST.read_text())["post"]
+    shared_post = evaluate_run(out, features=store, manifest=manifest, split="test",
+                               overrides=[f"post.{k}={json.dumps(v)}" for k, v in shared.items()])
     queue.put({"method": method, "mAP": metrics["mAP"], "average_mAP": metrics["average_mAP"],
+               "shared_post_mAP": shared_post["mAP"],
+               "shared_post_average_mAP": shared_post["average_mAP"],
                "val_average_mAP": results["val_average_mAP"], "best_epoch": results["best_epoch"],
                "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])),
                "train_seconds": train_seconds,
@@ -91,31 +131,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_tal", help="work folder (recreated)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--runs", nargs="+", default=list(METHODS),
+                        help="METHOD, METHOD:shared or asl:wave1 (see the module docstring)")
     parser.add_argument("--videos", type=int, default=100, help="videos per synthetic dataset")
     parser.add_argument("--classes", type=int, default=8, help="classes (--source simple)")
-    parser.add_argument("--source", choices=("thumos-like", "simple"), default="simple",
+    parser.add_argument("--source", choices=("thumos-like", "simple", "thumos14-shaped"),
+                        default="simple",
                         help="where the manifest comes from (see the module docstring)")
     parser.add_argument("--manifest", default=None, help="use this manifest instead")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra config override for every method (key=value)")
+    parser.add_argument("--report", nargs="+", default=None, metavar="OUT",
+                        help="only print the table of these earlier outputs' rows.jsonl")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.report:
+        rows = [json.loads(line) for out in args.report
+                for line in (Path(out) / "rows.jsonl").read_text().splitlines()]
+        print(table(rows, list(dict.fromkeys(r["method"] for r in rows))))
+        return
 
     from data_manifests.schema import load_manifest, write_manifest
     from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
 
     work = Path(args.out)
     shutil.rmtree(work, ignore_errors=True)
-    common = ["train.epochs=30", "train.lr=0.001", "train.batch_size=8", "train.eval_every=2",
-              "rskp.memory_warmup_epochs=10", "lacp.search_start_epoch=10",
-              "lacp.search_every=5", *args.overrides]
+    runs = [(run, *variant(run)) for run in args.runs]
+    if args.source == "thumos14-shaped":
+        common, spec = list(args.overrides), SyntheticFeatures(**I3D_SHAPED_KW)
+    else:  # the settings of the first benchmark (issue 5), kept to compare with its numbers
+        common = ["train.epochs=30", "train.lr=0.001", "train.batch_size=8",
+                  "train.eval_every=2", "rskp.memory_warmup_epochs=10",
+                  "lacp.search_start_epoch=10", "lacp.search_every=5", *args.overrides]
+        spec = SyntheticFeatures()
     rows: list[dict] = []
     ctx = mp.get_context("spawn")
     for seed in args.seeds:
         folder = work / f"seed{seed}"
         if args.manifest:
             manifest = load_manifest(args.manifest)
+        elif args.source == "thumos14-shaped":
+            manifest = thumos_like_manifest(
+                num_videos=225, num_classes=20, seed=seed, duration=(60.0, 250.0),
+                instances=(3, 15), length=(1.5, 12.0), splits=(100 / 225, 25 / 225),
+                fps=(24.0, 25.0, 29.97, 30.0))
         elif args.source == "thumos-like":
             from data_manifests.synthetic import plan_annotations
 
@@ -124,37 +183,52 @@ def main() -> None:
             manifest = thumos_like_manifest(num_videos=args.videos, num_classes=args.classes,
                                             seed=seed)
         manifest_dir = write_manifest(manifest, folder / "manifest")
-        store = write_store(manifest, folder / "features.zarr", SyntheticFeatures(), seed=seed)
-        for method in args.methods:
+        store = write_store(manifest, folder / "features.zarr", spec, seed=seed)
+        for run, method, extra, config_path in runs:
             queue = ctx.Queue()
             proc = ctx.Process(target=run_one, args=(
-                method, str(store), str(manifest_dir), str(folder / f"run_{method}"),
-                [*common, f"train.seed={seed}"], queue))
+                method, str(store), str(manifest_dir), str(folder / f"run_{run.replace(':', '_')}"),
+                [*extra, *common, f"train.seed={seed}"], config_path, queue))
             proc.start()
             row = queue.get()
             proc.join()
-            row["seed"] = seed
+            row["seed"], row["method"] = seed, run
             rows.append(row)
-            print(f"seed {seed} {method}: avg mAP {100 * row['average_mAP']:.1f} "
+            (work / "rows.jsonl").open("a").write(json.dumps(row) + "\n")
+            print(f"seed {seed} {run}: avg mAP {100 * row['average_mAP']:.1f} "
                   f"(val {100 * row['val_average_mAP']:.1f}, best epoch {row['best_epoch']}), "
                   f"{row['seconds_per_epoch']:.2f} s/epoch, {row['peak_rss_mib']:.0f} MiB",
                   flush=True)
     (work / "results.json").write_text(json.dumps({"rows": rows, "overrides": common}, indent=1))
     print()
-    print(table(rows, args.methods))
+    print(table(rows, args.runs))
+
+
+# I3D-shaped features of THUMOS'14's layout (see the module docstring)
+# (the per-dimension signal and noise of the 64-d default: directions of length sqrt(1024 / 64))
+I3D_SHAPED_KW = dict(dim=2048, streams=2, snippet_frames=16, nonnegative=True, background_modes=3,
+                     magnitude=4.0)
 
 
 def table(rows: list[dict], methods: list[str]) -> str:
-    head = ("| method | " + " | ".join(f"mAP@{t}" for t in TIOU)
-            + " | avg 0.1:0.7 | s/epoch | peak RSS MiB |")
-    lines = [head, "|" + "---|" * (len(TIOU) + 4)]
+    """mAP per tIoU (mean over seeds), the average with its 95% interval (t over seeds), the
+    same checkpoints through the shared post-processing, time per epoch and peak memory."""
+    from scipy import stats
+
+    head = ("| run | seeds | " + " | ".join(f"mAP@{t}" for t in TIOU)
+            + " | avg 0.1:0.7 (95% CI) | shared post avg | s/epoch | peak RSS MiB |")
+    lines = [head, "|" + "---|" * (len(TIOU) + 6)]
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         maps = np.array([r["mAP"] for r in mine]) * 100
         avg = np.array([r["average_mAP"] for r in mine]) * 100
+        half = (stats.t.ppf(0.975, len(avg) - 1) * avg.std(ddof=1) / np.sqrt(len(avg))
+                if len(avg) > 1 else float("nan"))
+        shared = [100 * r["shared_post_average_mAP"] for r in mine if "shared_post_average_mAP" in r]
         cells = [f"{m:.1f}" for m in maps.mean(0)]
-        lines.append(f"| {method} | " + " | ".join(cells)
-                     + f" | {avg.mean():.1f} ± {avg.std():.1f}"
+        lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells)
+                     + f" | {avg.mean():.1f} ± {half:.1f}"
+                     + (f" | {np.mean(shared):.1f}" if shared else " | -")
                      + f" | {np.mean([r['seconds_per_epoch'] for r in mine]):.2f}"
                      + f" | {np.max([r['peak_rss_mib'] for r in mine]):.0f} |")
     return "\n".join(lines)

@@ -71,11 +71,13 @@ class Task:
                 needs: Sequence[str] = (), training: bool = False, seed: int = 0,
                 cache: bool | dict = True) -> StoreDataset:
         """The task's dataset: cropped to ``data.max_snippets`` at random when ``training``,
-        whole videos otherwise."""
+        whole videos otherwise; or every video resampled to ``data.resample`` snippets (at
+        random when ``training``, uniformly otherwise)."""
         return self.dataset_class(
             store, manifest, video_ids, needs=needs,
             max_snippets=config.data.max_snippets if training else 0, random_crop=training,
-            seed=seed, cache=cache, who=f"{self.name} {config.method}")
+            resample=config.data.resample, seed=seed, cache=cache,
+            who=f"{self.name} {config.method}")
 
     def model_args(self, train_set: StoreDataset) -> dict[str, Any]:
         """Builder arguments derived from the data (feature dim, classes, ...); JSON-able,

@@ -100,7 +100,10 @@ class StoreDataset(torch.utils.data.Dataset):
     ``needs`` names the annotations the method trains on (:data:`ANNOTATIONS`); a video lacking
     one raises :class:`DataError`, as does a video the store does not hold. ``max_snippets``
     (0 = off) cuts longer videos to that many snippets: a random window when ``random_crop``,
-    else the first window. ``cache`` keeps each video's features in memory after its first read
+    else the first window. ``resample`` (0 = off) instead resamples every video to exactly that
+    many snippets, as ASL's, RSKP's and LACP's official loaders do (:func:`resample_indices`:
+    one random snippet per equal share of the video when ``random_crop``, the first of each share
+    otherwise), with timestamps on the matching uniform grid. ``cache`` keeps each video's features in memory after its first read
     (turn it off for stores larger than RAM); pass another dataset's ``feature_cache`` dict to
     share it. Subclasses set :attr:`per_step` and override :meth:`item_keys` / :meth:`targets`.
     """
@@ -111,11 +114,12 @@ class StoreDataset(torch.utils.data.Dataset):
 
     def __init__(self, store: Any, manifest: Manifest, video_ids: Sequence[str], *,
                  needs: Sequence[str] = (), max_snippets: int = 0, random_crop: bool = False,
-                 seed: int = 0, cache: bool | dict = True, who: str = "this method"):
+                 resample: int = 0, seed: int = 0, cache: bool | dict = True, who: str = "this method"):
         self.store = open_features(store)
         self.manifest = manifest
         self.classes = tuple(manifest.classes)
         self.max_snippets = int(max_snippets)
+        self.resample = int(resample)
         self.random_crop = random_crop
         self.rng = np.random.default_rng(seed)
         self.records = manifest.by_id()
@@ -182,8 +186,13 @@ class StoreDataset(torch.utils.data.Dataset):
         key = self.keys[index]
         video = self.records[self.video_of(key)]
         feats, times = self.read(video.video_id)
-        start, stop = self._window(len(times))
-        feats, times = feats[start:stop], times[start:stop]
+        if self.resample:
+            index = resample_indices(len(times), self.resample,
+                                     self.rng if self.random_crop else None)
+            feats, times, start = feats[index], resampled_times(times, self.resample), 0
+        else:
+            start, stop = self._window(len(times))
+            feats, times = feats[start:stop], times[start:stop]
         return Item(key, video.video_id, torch.from_numpy(np.ascontiguousarray(feats)), times,
                     start, self.targets(video, key, times))
 
@@ -223,6 +232,33 @@ class StoreDataset(torch.utils.data.Dataset):
                    timestamps=[item.timestamps for item in items],
                    offset=[item.offset for item in items])
         return out
+
+
+def resample_indices(length: int, count: int,
+                     rng: np.random.Generator | None = None) -> np.ndarray:
+    """``(count,)`` snippet indices that spread ``count`` samples over a ``length``-snippet video.
+
+    Sample ``i`` stands for the share ``[i * length / count, (i + 1) * length / count)``: with
+    ``rng`` it is a random snippet of that share (both ends included, as the official
+    ``random_perturb`` of ASL, RSKP and LACP draws it), else the share's first snippet (their
+    ``uniform_sampling``). Shorter videos repeat snippets; ``length == count`` is the identity.
+    """
+    if length == count:
+        return np.arange(count)
+    lower = np.floor(np.arange(count) * length / count).astype(np.int64)
+    if rng is None:
+        return lower
+    upper = np.append(lower[1:], length - 1)  # the last share draws up to the video's end
+    upper = np.where(upper > lower, upper, lower)
+    return rng.integers(lower, upper + 1)
+
+
+def resampled_times(times: np.ndarray, count: int) -> np.ndarray:
+    """``(count,)`` clip centres of :func:`resample_indices`'s samples: sample ``i`` covers
+    ``length / count`` snippets from ``i * length / count`` on (the official codes' time map)."""
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    origin = float(times[0]) - step / 2
+    return origin + (np.arange(count) + 0.5) * (len(times) / count) * step
 
 
 def store_name(store: Any) -> str:

@@ -1,11 +1,17 @@
 """From activation sequences to scored segments: the post-processing of ASL, RSKP and LACP.
 
 For each class whose video score passes ``class_threshold`` (the best class always passes),
-the class activation sequence is thresholded at several values; each run of consecutive
-snippets above a threshold is a proposal, scored by its outer-inner contrast plus
-``gamma`` times the video score (LACP/BaS-Net's scoring). Overlapping proposals of a class are
-then reduced by NMS or Gaussian soft-NMS. Times come from the store's clip-centre timestamps:
-a run ``[s, e]`` covers ``timestamps[s] - step/2`` to ``timestamps[e] + step/2``.
+the class activation sequence, optionally upsampled ``upsample`` times by linear interpolation,
+is thresholded at several values; each run of consecutive points above a threshold is a
+proposal, scored by its outer-inner contrast plus ``gamma`` times the video score
+(BaS-Net's scoring, which the three official codes share). Overlapping proposals of a class are
+then reduced by NMS, Gaussian soft-NMS or BaS-Net's decayed NMS. Times come from the store's
+clip-centre timestamps: snippet ``i`` covers ``timestamps[i] - step/2`` to
+``timestamps[i] + step/2``, and the ``upsample`` points of a snippet split it evenly.
+
+The class defaults are the shared post-processing (one setting for every method, at the native
+grid: ``downstream/tal/shared_post.yaml`` restores it for any method); each method's defaults
+(its ``Method.defaults``) are what its official code runs on THUMOS'14.
 """
 
 from __future__ import annotations
@@ -23,13 +29,27 @@ from downstream.tal.layers import outer_inner_contrast
 class PostprocessConfig:
     thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # CAS cuts
     class_threshold: float = 0.1  # classes with a lower video score are not localized
+    upsample: int = 1  # points per snippet, linearly interpolated, before thresholding
     oic_delta: float = 0.25  # outer flank length / proposal length
     gamma: float = 0.2  # weight of the video score in the proposal score
-    suppression: Literal["nms", "soft-nms", "none"] = "nms"  # duplicate removal
+    # Duplicate removal: "nms" (greedy), "soft-nms" (Gaussian, Bodla et al.), "decayed-nms"
+    # (BaS-Net's soft_nms that the official codes call: greedy NMS at nms_iou, and every
+    # proposal it removes comes back with its score times exp(-iou^2 / soft_nms_sigma)), "none".
+    suppression: Literal["nms", "soft-nms", "decayed-nms", "none"] = "nms"
     nms_iou: float = 0.6  # NMS: drop proposals overlapping a better one by more than this
-    soft_nms_sigma: float = 0.5  # soft-NMS: Gaussian decay exp(-iou^2 / sigma)
+    soft_nms_sigma: float = 0.5  # soft-NMS and decayed-NMS: decay exp(-iou^2 / sigma)
     min_score: float = 0.0  # soft-NMS: drop proposals whose decayed score falls below this
-    max_per_video: int = 200  # keep at most this many segments per video (best first)
+    # Seconds added to each length in the suppression IoU (the official codes keep the "+ 1"
+    # of pixel boxes on segments in seconds: 1.0).
+    iou_length_offset: float = 0.0
+    max_per_video: int = 200  # keep at most this many segments per video, best first (0: all)
+
+    def __post_init__(self) -> None:
+        if self.upsample < 1 or self.max_per_video < 0 or self.iou_length_offset < 0:
+            raise ValueError("post.upsample must be >= 1, post.max_per_video >= 0 and "
+                             "post.iou_length_offset >= 0")
+        if self.soft_nms_sigma <= 0:
+            raise ValueError(f"post.soft_nms_sigma={self.soft_nms_sigma} must be > 0")
 
 
 Detection = tuple[str, float, float, float]  # (label, score, start s, end s)
@@ -50,23 +70,48 @@ def proposals(cas: np.ndarray, score: float, thresholds: Sequence[float],
     return out
 
 
-def temporal_iou(segment: tuple[float, float], others: np.ndarray) -> np.ndarray:
-    """IoU of one ``(start, end)`` with each row of ``others (N, 2)``."""
-    inter = np.clip(np.minimum(segment[1], others[:, 1]) - np.maximum(segment[0], others[:, 0]),
-                    0, None)
-    union = (segment[1] - segment[0]) + (others[:, 1] - others[:, 0]) - inter
+def temporal_iou(segment: tuple[float, float], others: np.ndarray,
+                 length_offset: float = 0.0) -> np.ndarray:
+    """IoU of one ``(start, end)`` with each row of ``others (N, 2)``; ``length_offset`` is
+    added to every length and overlap (the official codes' "+ 1")."""
+    inter = np.clip(np.minimum(segment[1], others[:, 1]) - np.maximum(segment[0], others[:, 0])
+                    + length_offset, 0, None)
+    union = ((segment[1] - segment[0] + length_offset) + (others[:, 1] - others[:, 0]
+                                                          + length_offset) - inter)
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(segments: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+def nms(segments: np.ndarray, scores: np.ndarray, iou: float,
+        length_offset: float = 0.0) -> np.ndarray:
     """Indices kept by greedy NMS (best score first; ties keep input order); ``(N, 2)``."""
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         best, order = order[0], order[1:]
         keep.append(int(best))
-        order = order[temporal_iou(tuple(segments[best]), segments[order]) <= iou]
+        order = order[temporal_iou(tuple(segments[best]), segments[order], length_offset) < iou
+                      if length_offset else
+                      temporal_iou(tuple(segments[best]), segments[order]) <= iou]
     return np.asarray(keep, dtype=int)
+
+
+def decayed_nms(segments: np.ndarray, scores: np.ndarray, iou: float, sigma: float,
+                length_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """BaS-Net's ``soft_nms``: greedy NMS keeps proposals overlapping every better kept one by
+    less than ``iou``; each proposal removed comes back, after all the kept ones, with its score
+    times ``exp(-overlap^2 / sigma)`` (overlap with the proposal that removed it)."""
+    order = np.argsort(-scores, kind="stable")
+    keep, removed, decayed = [], [], []
+    while len(order):
+        best, order = order[0], order[1:]
+        keep.append(int(best))
+        overlap = temporal_iou(tuple(segments[best]), segments[order], length_offset)
+        gone = overlap >= iou
+        removed += order[gone].tolist()
+        decayed += (scores[order[gone]] * np.exp(-overlap[gone] ** 2 / sigma)).tolist()
+        order = order[~gone]
+    return (np.asarray(keep + removed, dtype=int),
+            np.concatenate([scores[keep], np.asarray(decayed, dtype=float)]))
 
 
 def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float,
@@ -93,6 +138,12 @@ def detect(video_scores: np.ndarray, cas: np.ndarray, timestamps: np.ndarray,
            classes: Sequence[str], config: PostprocessConfig) -> list[Detection]:
     """Segments of one video from ``video_scores (K,)``, ``cas (T, K)`` and ``timestamps (T,)``."""
     step = float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 1.0
+    # Edges of the points: snippet i spans [t_i - step/2, t_i + step/2], split into upsample parts
+    scale = config.upsample
+    edges = np.append(timestamps - step / 2, timestamps[-1] + step / 2)
+    edges = np.interp(np.arange(len(timestamps) * scale + 1) / scale,
+                      np.arange(len(edges)), edges)
+    cas = upsample(cas, scale)
     wanted = set(np.flatnonzero(video_scores >= config.class_threshold).tolist())
     wanted.add(int(np.argmax(video_scores)))
     found: list[Detection] = []
@@ -102,12 +153,14 @@ def detect(video_scores: np.ndarray, cas: np.ndarray, timestamps: np.ndarray,
         if not props:
             continue
         scores = np.array([p[0] for p in props])
-        segments = np.array([(timestamps[s] - step / 2, timestamps[e] + step / 2)
-                             for _, s, e in props])
+        segments = np.array([(edges[s], edges[e + 1]) for _, s, e in props])
         segments = np.clip(segments, 0.0, None)
         if config.suppression == "nms":
-            keep = nms(segments, scores, config.nms_iou)
+            keep = nms(segments, scores, config.nms_iou, config.iou_length_offset)
             kept = scores[keep]
+        elif config.suppression == "decayed-nms":
+            keep, kept = decayed_nms(segments, scores, config.nms_iou, config.soft_nms_sigma,
+                                     config.iou_length_offset)
         elif config.suppression == "soft-nms":
             keep, kept = soft_nms(segments, scores, config.soft_nms_sigma, config.min_score)
         else:
@@ -115,4 +168,16 @@ def detect(video_scores: np.ndarray, cas: np.ndarray, timestamps: np.ndarray,
         found += [(classes[c], float(score), float(segments[i, 0]), float(segments[i, 1]))
                   for i, score in zip(keep, kept)]
     found.sort(key=lambda d: -d[1])
-    return found[: config.max_per_video]
+    return found[: config.max_per_video] if config.max_per_video else found
+
+
+def upsample(cas: np.ndarray, scale: int) -> np.ndarray:
+    """``(T * scale, K)``: ``cas (T, K)`` linearly interpolated at ``i / scale``, the points past
+    the last snippet extrapolated from the last two (scipy's ``interp1d(..., "extrapolate")``,
+    as the official codes do)."""
+    if scale == 1 or len(cas) < 2:
+        return np.repeat(cas, scale, axis=0)
+    x = np.arange(len(cas) * scale) / scale
+    left = np.minimum(np.floor(x).astype(int), len(cas) - 2)
+    frac = (x - left)[:, None]
+    return cas[left] * (1 - frac) + cas[left + 1] * frac

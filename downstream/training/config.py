@@ -22,6 +22,10 @@ from data_manifests.config import ConfigError, load_config
 @dataclass(frozen=True)
 class DataConfig:
     max_snippets: int = 512  # training crops longer videos to a random window this long (0: off)
+    # Resample every video, in training and prediction, to exactly this many snippets (0: off;
+    # replaces max_snippets). ASL's, RSKP's and LACP's official loaders use 750 on THUMOS'14: a
+    # random snippet of each equal share in training, the first of each share at test time.
+    resample: int = 0
     # The manifest split the model trains on. Checkpoints are selected on the "val" split; when
     # there is none, or when train_split is "val" itself (THUMOS'14 and MultiTHUMOS train on
     # their validation videos), a held-out part of train_split is the selection split instead:
@@ -39,6 +43,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.max_snippets < 0:
             raise ValueError(f"data.max_snippets={self.max_snippets} must be >= 0 (0: off)")
+        if self.resample < 0:
+            raise ValueError(f"data.resample={self.resample} must be >= 0 (0: off)")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={self.val_fraction} must lie in (0, 1)")
 

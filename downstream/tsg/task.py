@@ -76,9 +76,10 @@ class TsgTask(Task):
                 needs: Sequence[str] = (), training: bool = False, seed: int = 0,
                 cache: bool | dict = True) -> StoreDataset:
         """Whole videos; the supervision level of the items follows ``needs``."""
-        if config.data.max_snippets:
-            raise ConfigError(f"data.max_snippets={config.data.max_snippets}: grounding reads "
-                              "whole videos (the moment map spans the video); set it to 0")
+        for key in ("max_snippets", "resample"):
+            if getattr(config.data, key):
+                raise ConfigError(f"data.{key}={getattr(config.data, key)}: grounding reads "
+                                  "whole videos (the moment map spans the video); set it to 0")
         return TsgDataset(store, manifest, video_ids, needs=needs, seed=seed, cache=cache,
                           who=f"{self.name} {config.method}")
 

@@ -17,7 +17,8 @@ and "idle" directions by background clips (real background is not arbitrary eith
 I3D-shaped features (``streams=2``, ``snippet_frames=16``, ``nonnegative``): two halves with
 their own directions, RGB (appearance: the class scene and context at full strength, half the
 actionness) | flow (motion: actionness 1.5x, a fifth of the context), one snippet per 16 frames
-at each video's own fps, and non-negative values (softplus, as I3D's averaged ReLU outputs).
+at each video's own fps, and non-negative values (a smooth ReLU, as I3D's averaged ReLU
+outputs).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class SyntheticFeatures:
     streams: int = 1  # feature halves with their own directions (2: I3D's RGB | flow)
     background_modes: int = 1  # idle directions; each background stretch shows one of them
     snippet_frames: int = 0  # > 0: one snippet per this many frames at the video's fps (not step)
-    nonnegative: bool = False  # softplus the features (I3D's averaged ReLU outputs are >= 0)
+    nonnegative: bool = False  # a smooth ReLU, softplus(3x)/3 (I3D's averaged ReLU outputs)
     # Length of every direction (prototypes, scenes, actionness, idle, background); sqrt(D/64)
     # keeps the per-dimension signal of the 64-d default in D dimensions.
     magnitude: float = 1.0
@@ -120,7 +121,7 @@ def make_features(video: VideoRecord, classes: tuple[str, ...], spec: SyntheticF
                              amplitudes, coverage, modes, spec, context_w, action_w))
     features = np.concatenate(parts, axis=1)
     if spec.nonnegative:
-        features = np.logaddexp(0.0, features)
+        features = np.logaddexp(0.0, 3.0 * features) / 3.0
     return features.astype(np.float32), times
 
 

@@ -133,9 +133,9 @@ class Asl(TalModel):
         return loss, {"loss_cls": loss_cls.item(), "loss_asl": loss_asl.item()}
 
     def localize(self, features: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self(features, mask)
-        return torch.softmax(out["video_logits"], dim=1), out["h"]
+        return torch.softmax(out["video_logits"], dim=1), out["h"], out["actionness"]
 
 
 def build(*, feature_dim: int, num_classes: int, hidden: int = 512, kernel_size: int = 1,

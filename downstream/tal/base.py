@@ -12,9 +12,10 @@ class TalModel(TaskModel):
 
     Besides ``training_loss`` (:class:`~downstream.task.TaskModel`): ``localize(features,
     mask)`` -> video scores ``(B, K)`` in [0, 1] and a class activation sequence ``(B, T, K)``
-    in [0, 1] that post-processing thresholds.
+    in [0, 1] that post-processing thresholds; methods with a class-agnostic actionness
+    (ASL, LACP) return it third, ``(B, T)``, for ``post.actionness_thresholds``.
     """
 
     def localize(self, features: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError

@@ -16,14 +16,30 @@ timestamp (``VideoRecord.points``), mapped to its nearest snippet by the dataset
   the score contrastive loss (1 - completeness R of that sequence under the current scores) and
   the feature contrastive loss (action segments attract each other, repel background segments,
   temperature ``tau``) learn from it.
+
+The defaults are those of the official code (Pilhyeon/Learning-Action-Completeness-from-Points:
+model.py, train.py, utils.py, options.py, config.py, test.py): a 2048-wide kernel-3 embedding,
+dropout 0.7 before a bias-free classifier, the feature loss on the embedding before dropout,
+the action point loss at weight 0.5, pseudo background filled into spans (:func:`
+pseudo_background`), the score loss (mean 1 - OIC of the action runs + that of the background
+runs, pooled over the video's classes) squared, the feature loss on segment features that
+average one random snippet of each third of a segment, from the last class that has two action
+segments; Adam at 1e-4 with weight decay 5e-4, whole videos, 16 per step, 160 epochs (2,000
+iterations of 16 of THUMOS'14's 200 videos), the search before every epoch from the second;
+post-processing: class threshold 0.5, the sequence upsampled 24x, CAS thresholds 0 to 0.225 in
+steps of 0.025 and actionness (1 - background) thresholds 0.5 to 0.7, hard NMS at 0.7 (lengths
++ 1 s). Not (yet) as the official code: its search is a beam search (budget 25, pruning at 0.1)
+over whole sequences seeded also by pseudo action points; ours is the exact per-instance search
+of :func:`optimal_sequence`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,21 +53,31 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class LacpConfig:
-    hidden: int = 256  # embedding width (the paper: 2048 on I3D features)
-    kernel_size: int = 3  # temporal kernel of the embedding conv
-    dropout: float = 0.5  # dropout before the classifier (the paper: 0.7)
+    hidden: int = 2048  # embedding width (official: 2048)
+    kernel_size: int = 3  # temporal kernel of the embedding conv (official: 3)
+    dropout: float = 0.7  # dropout before the classifier (official: 0.7)
+    classifier_bias: bool = False  # the official 1x1 classifier conv has no bias
     topk_ratio: int = 8  # k = T // topk_ratio for the video score
     background_threshold: float = 0.95  # background score that makes a pseudo background point
     focal_gamma: float = 2.0  # exponent of the focal weight of the point losses
     oic_delta: float = 0.25  # outer flank / length in the outer-inner contrast
     tau: float = 0.1  # temperature of the feature contrastive loss
-    search_start_epoch: int = 3  # first epoch that uses optimal sequences
-    search_every: int = 2  # epochs between two searches
+    # The search runs before epoch search_start_epoch (0-based) and every search_every epochs
+    # after (official: every 10 iterations of 16 videos from the 10th, ~0.8 of a THUMOS epoch).
+    search_start_epoch: int = 1
+    search_every: int = 1
     weight_video: float = 1.0  # weight of the video classification loss
-    weight_point: float = 1.0  # weight of the action point loss
+    weight_point: float = 0.5  # weight of the action point loss (official lambdas[1]: 0.5)
     weight_background: float = 1.0  # weight of the pseudo background point loss
     weight_score: float = 1.0  # weight of the score contrastive loss
     weight_feature: float = 1.0  # weight of the feature contrastive loss
+    # Snippets averaged into a segment's feature, one drawn at random from each equal part of the
+    # segment (official: 3); 0 averages the whole segment.
+    feature_samples: int = 3
+    # Classes the feature loss reads: "last" (the official code keeps only the last class with
+    # two action segments; its loop overwrites the others) or "mean" (the paper's average).
+    feature_classes: Literal["last", "mean"] = "last"
+    score_loss: Literal["official", "paper"] = "official"  # see completeness_loss
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,10 +102,14 @@ def point_focal_loss(probs: torch.Tensor, target: torch.Tensor, where: torch.Ten
 
 def pseudo_background(background: np.ndarray, points: Sequence[int],
                       threshold: float) -> np.ndarray:
-    """``(T,)`` bool pseudo background points from background scores ``(T,)``.
+    """``(T,)`` bool pseudo background points from background scores ``(T,)``, filled as the
+    official ``select_seed`` fills them around the (sorted) annotated point snippets.
 
-    In each gap before, between and after the (sorted) annotated point snippets: the snippets
-    with score >= ``threshold``, or, when none is, the single most background-like snippet.
+    Before the first point: every snippet from 0 to the last one scoring >= ``threshold``, or
+    to the most background-like one when none does; after the last point, likewise from the
+    first sure one (or the most background-like) to the end; between two points (not
+    adjacent): the span from the first to the last sure snippet when at least two are sure,
+    else the single most background-like snippet.
     """
     out = np.zeros(len(background), dtype=bool)
     points = sorted({int(p) for p in points})
@@ -91,10 +121,15 @@ def pseudo_background(background: np.ndarray, points: Sequence[int],
             continue
         gap = np.arange(left + 1, right)
         sure = gap[background[gap] >= threshold]
-        if len(sure):
-            out[sure] = True
+        best = int(gap[int(np.argmax(background[gap]))])
+        if left == -1:  # before the first point: from the video's start
+            out[: (sure[-1] if len(sure) else best) + 1] = True
+        elif right == len(background):  # after the last point: to the video's end
+            out[sure[0] if len(sure) else best:] = True
+        elif len(sure) >= 2:
+            out[sure[0]:sure[-1] + 1] = True
         else:
-            out[gap[int(np.argmax(background[gap]))]] = True
+            out[best] = True
     return out
 
 
@@ -174,22 +209,58 @@ def completeness(action_scores: torch.Tensor, sequence: np.ndarray, delta: float
     return torch.stack(terms).mean()
 
 
-def feature_contrast(features: torch.Tensor, sequence: np.ndarray, tau: float) -> torch.Tensor | None:
+def completeness_loss(action_scores: torch.Tensor, sequences: np.ndarray, classes: Sequence[int],
+                      delta: float, form: str = "official") -> torch.Tensor:
+    """Score contrastive loss of one video: ``action_scores (T, K)``, ``sequences (T, K)`` 0/1.
+
+    "official" (train.py of the official code): the mean of 1 - OIC over the action runs of all
+    ``classes`` plus the mean of 1 - OIC of (1 - scores) over their background runs, squared;
+    "paper": the mean over the classes of 1 - R (:func:`completeness`).
+    """
+    if form == "paper":
+        return torch.stack([1 - completeness(action_scores[:, c], sequences[:, c], delta)
+                            for c in classes]).mean()
+    action, background = [], []
+    for c in classes:
+        for value, s, e in runs(sequences[:, c]):
+            scores = action_scores[:, c] if value else 1 - action_scores[:, c]
+            (action if value else background).append(
+                1 - outer_inner_contrast(scores, s, e, delta))
+    total = sum(torch.stack(part).mean() for part in (action, background) if part)
+    return total**2
+
+
+def feature_contrast(features: torch.Tensor, sequence: np.ndarray, tau: float,
+                     samples: int = 0, rng: np.random.Generator | None = None
+                     ) -> torch.Tensor | None:
     """Feature contrastive loss of one class of one video (supervised contrastive form).
 
-    Segment features are the mean embedding over each run of ``sequence``; action segments
-    (z = 1) are pulled towards each other and away from background segments. None when the
-    sequence has fewer than two action segments.
+    Segment features average each run of ``sequence`` (with ``samples`` > 0: one random snippet
+    of each of ``samples`` equal parts of the run, as the official ``feature_sampling``);
+    action segments (z = 1) are pulled towards each other and away from background segments.
+    None when the sequence has fewer than two action segments.
     """
     segs = runs(sequence)
     z = torch.tensor([float(v) for v, _, _ in segs], device=features.device)
     if z.sum() < 2:
         return None
-    feats = F.normalize(torch.stack([features[s:e + 1].mean(0) for _, s, e in segs]), dim=-1)
+    feats = F.normalize(torch.stack([segment_feature(features, s, e, samples, rng)
+                                     for _, s, e in segs]), dim=-1)
     sim = torch.exp(feats @ feats.T / tau)
     sim = sim * (1 - torch.eye(len(segs), device=features.device))
     ratio = (sim * z[None, :]).sum(1) / sim.sum(1)
     return -(z * torch.log(ratio.clamp(min=1e-12))).sum() / z.sum()
+
+
+def segment_feature(features: torch.Tensor, start: int, end: int, samples: int,
+                    rng: np.random.Generator | None) -> torch.Tensor:
+    """Mean feature of ``features[start:end + 1]``, or of one random snippet per equal part."""
+    if not samples or rng is None:
+        return features[start:end + 1].mean(0)
+    bounds = np.linspace(start, end + 1, samples + 1)
+    lows = np.floor(bounds[:-1]).astype(int)
+    highs = np.maximum(lows + 1, np.floor(bounds[1:]).astype(int))
+    return features[torch.as_tensor(rng.integers(lows, highs))].mean(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +272,9 @@ class Lacp(TalModel):
                  dropout: float, topk_ratio: int, background_threshold: float,
                  focal_gamma: float, oic_delta: float, tau: float, search_start_epoch: int,
                  search_every: int, weight_video: float, weight_point: float,
-                 weight_background: float, weight_score: float, weight_feature: float):
+                 weight_background: float, weight_score: float, weight_feature: float,
+                 classifier_bias: bool, feature_samples: int, feature_classes: str,
+                 score_loss: str):
         super().__init__()
         self.num_classes, self.topk_ratio = num_classes, topk_ratio
         self.background_threshold, self.focal_gamma = background_threshold, focal_gamma
@@ -209,20 +282,30 @@ class Lacp(TalModel):
         self.search_start_epoch, self.search_every = search_start_epoch, search_every
         self.weights = (weight_video, weight_point, weight_background, weight_score,
                         weight_feature)
-        self.embed = Embedding(feature_dim, hidden, kernel_size, dropout)
-        self.classifier = nn.Linear(hidden, num_classes + 1)
+        self.feature_samples, self.feature_classes = feature_samples, feature_classes
+        self.score_loss = score_loss
+        self.embed = Embedding(feature_dim, hidden, kernel_size, 0.0)
+        self.dropout = nn.Dropout(dropout)  # after the embedding the feature loss reads
+        self.classifier = nn.Linear(hidden, num_classes + 1, bias=classifier_bias)
+        self.sampler = np.random.default_rng(0)  # the feature loss's snippet draws
         self.sequences: dict[str, np.ndarray] = {}  # video id -> (T, K) uint8 optimal sequences
 
-    # Optimal sequences are training state: they travel in the checkpoint's state_dict.
+    # Optimal sequences and the feature loss's snippet draws are training state: they travel in
+    # the checkpoint's state_dict (resume is bit-identical).
     def get_extra_state(self) -> Any:
-        return {k: v.tolist() for k, v in self.sequences.items()}
+        return {"sequences": {k: v.tolist() for k, v in self.sequences.items()},
+                "sampler": self.sampler.bit_generator.state}
 
     def set_extra_state(self, state: Any) -> None:
-        self.sequences = {k: np.asarray(v, dtype=np.uint8) for k, v in (state or {}).items()}
+        state = state or {}
+        if "sampler" in state:
+            self.sampler.bit_generator.state = state["sampler"]
+        sequences = state.get("sequences", {} if "sampler" in state else state)
+        self.sequences = {k: np.asarray(v, dtype=np.uint8) for k, v in sequences.items()}
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.embed(features, mask)  # (B, T, H)
-        sig = torch.sigmoid(self.classifier(x))  # (B, T, K + 1)
+        x = self.embed(features, mask)  # (B, T, H), before dropout
+        sig = torch.sigmoid(self.classifier(self.dropout(x)))  # (B, T, K + 1)
         action = sig[..., :-1] * (1 - sig[..., -1:])  # fused action scores
         probs = torch.cat([action, sig[..., -1:]], dim=-1)  # (B, T, K + 1)
         return {"x": x, "sigmoid": sig, "probs": probs}
@@ -312,39 +395,40 @@ class Lacp(TalModel):
                        if seq[:, c].any()]
             if not classes:
                 continue
-            score_terms.append(torch.stack([
-                1 - completeness(out["probs"][b, :length, c], seq[:, c], self.oic_delta)
-                for c in classes]).mean())
-            feats = [feature_contrast(out["x"][b, :length], seq[:, c], self.tau)
-                     for c in classes]
+            score_terms.append(completeness_loss(out["probs"][b, :length], seq, classes,
+                                                 self.oic_delta, self.score_loss))
+            feats = [feature_contrast(out["x"][b, :length], seq[:, c], self.tau,
+                                      self.feature_samples, self.sampler) for c in classes]
             feats = [f for f in feats if f is not None]
             if feats:
-                feat_terms.append(torch.stack(feats).mean())
+                feat_terms.append(feats[-1] if self.feature_classes == "last"
+                                  else torch.stack(feats).mean())
         n = len(batch["video_id"])
         loss_score = torch.stack(score_terms).sum() / n if score_terms else zero
         loss_feat = torch.stack(feat_terms).sum() / n if feat_terms else zero
         return loss_score, loss_feat
 
     def localize(self, features: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self(features, mask)
-        return self.video_scores(out["sigmoid"], mask, None), out["probs"][..., :-1]
+        return (self.video_scores(out["sigmoid"], mask, None), out["probs"][..., :-1],
+                1 - out["sigmoid"][..., -1])
 
 
-def build(*, feature_dim: int, num_classes: int, hidden: int = 256, kernel_size: int = 3,
-          dropout: float = 0.5, topk_ratio: int = 8, background_threshold: float = 0.95,
-          focal_gamma: float = 2.0, oic_delta: float = 0.25, tau: float = 0.1,
-          search_start_epoch: int = 3, search_every: int = 2, weight_video: float = 1.0,
-          weight_point: float = 1.0, weight_background: float = 1.0, weight_score: float = 1.0,
-          weight_feature: float = 1.0) -> Lacp:
-    return Lacp(feature_dim=feature_dim, num_classes=num_classes, hidden=hidden,
-                kernel_size=kernel_size, dropout=dropout, topk_ratio=topk_ratio,
-                background_threshold=background_threshold, focal_gamma=focal_gamma,
-                oic_delta=oic_delta, tau=tau, search_start_epoch=search_start_epoch,
-                search_every=search_every, weight_video=weight_video, weight_point=weight_point,
-                weight_background=weight_background, weight_score=weight_score,
-                weight_feature=weight_feature)
+def build(*, feature_dim: int, num_classes: int, **options: Any) -> Lacp:
+    """The model with ``options`` over :class:`LacpConfig`'s defaults."""
+    return Lacp(feature_dim=feature_dim, num_classes=num_classes,
+                **{**dataclasses.asdict(LacpConfig()), **options})
 
+
+# Pilhyeon/Learning-Action-Completeness-from-Points: options.py, main.py, config.py, test.py
+OFFICIAL_POST = {"post.thresholds": tuple(round(0.025 * i, 3) for i in range(10)),
+                 "post.actionness_thresholds": tuple(round(0.5 + 0.025 * i, 3) for i in range(9)),
+                 "post.class_threshold": 0.5, "post.upsample": 24, "post.oic_delta": 0.25,
+                 "post.gamma": 0.2, "post.suppression": "nms", "post.nms_iou": 0.7,
+                 "post.iou_length_offset": 1.0, "post.max_per_video": 0}
 
 METHOD = Method(name="lacp", config=LacpConfig, build=build,
-                summary="LACP, action completeness from points (Lee and Byun, ICCV 2021)", needs=("points",))
+                summary="LACP, action completeness from points (Lee and Byun, ICCV 2021)", needs=("points",),
+                defaults={"train.lr": 1e-4, "train.weight_decay": 5e-4, "train.batch_size": 16,
+                          "train.epochs": 160, "data.max_snippets": 0, **OFFICIAL_POST})

@@ -28,7 +28,12 @@ from downstream.tal.layers import outer_inner_contrast
 @dataclass(frozen=True)
 class PostprocessConfig:
     thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # CAS cuts
+    # Cuts of the method's class-agnostic actionness (ASL, LACP): its runs are proposals of
+    # every localized class, scored on that class's sequence (LACP's second proposal set).
+    actionness_thresholds: tuple[float, ...] = ()
     class_threshold: float = 0.1  # classes with a lower video score are not localized
+    always_best_class: bool = True  # localize the best class even below class_threshold
+    min_length: int = 1  # shorter runs (points after upsampling) are no proposals
     upsample: int = 1  # points per snippet, linearly interpolated, before thresholding
     oic_delta: float = 0.25  # outer flank length / proposal length
     gamma: float = 0.2  # weight of the video score in the proposal score
@@ -37,6 +42,9 @@ class PostprocessConfig:
     # proposal it removes comes back with its score times exp(-iou^2 / soft_nms_sigma)), "none".
     suppression: Literal["nms", "soft-nms", "decayed-nms", "none"] = "nms"
     nms_iou: float = 0.6  # NMS: drop proposals overlapping a better one by more than this
+    # What NMS's overlap is: "iou", or "candidate" (RSKP's: the intersection over the length of
+    # the proposal that may be dropped)
+    nms_overlap: Literal["iou", "candidate"] = "iou"
     soft_nms_sigma: float = 0.5  # soft-NMS and decayed-NMS: decay exp(-iou^2 / sigma)
     min_score: float = 0.0  # soft-NMS: drop proposals whose decayed score falls below this
     # Seconds added to each length in the suppression IoU (the official codes keep the "+ 1"
@@ -45,9 +53,10 @@ class PostprocessConfig:
     max_per_video: int = 200  # keep at most this many segments per video, best first (0: all)
 
     def __post_init__(self) -> None:
-        if self.upsample < 1 or self.max_per_video < 0 or self.iou_length_offset < 0:
-            raise ValueError("post.upsample must be >= 1, post.max_per_video >= 0 and "
-                             "post.iou_length_offset >= 0")
+        if (self.upsample < 1 or self.min_length < 1 or self.max_per_video < 0
+                or self.iou_length_offset < 0):
+            raise ValueError("post.upsample and post.min_length must be >= 1, "
+                             "post.max_per_video and post.iou_length_offset >= 0")
         if self.soft_nms_sigma <= 0:
             raise ValueError(f"post.soft_nms_sigma={self.soft_nms_sigma} must be > 0")
 
@@ -56,42 +65,49 @@ Detection = tuple[str, float, float, float]  # (label, score, start s, end s)
 
 
 def proposals(cas: np.ndarray, score: float, thresholds: Sequence[float],
-              delta: float, gamma: float) -> list[tuple[float, int, int]]:
-    """``[(score, start, end)]`` runs of ``cas (T,)`` above each threshold (inclusive ends)."""
+              delta: float, gamma: float, cut: np.ndarray | None = None,
+              min_length: int = 1) -> list[tuple[float, int, int]]:
+    """``[(score, start, end)]`` runs of ``cut (T,)`` (default: ``cas``) above each threshold
+    (inclusive ends, at least ``min_length`` long), scored on ``cas (T,)``."""
     out = []
+    cut = cas if cut is None else cut
     for threshold in thresholds:
-        above = np.flatnonzero(cas > threshold)
+        above = np.flatnonzero(cut > threshold)
         if not len(above):
             continue
         breaks = np.flatnonzero(np.diff(above) != 1)
         for run in np.split(above, breaks + 1):
             s, e = int(run[0]), int(run[-1])
+            if e - s + 1 < min_length:
+                continue
             out.append((float(outer_inner_contrast(cas, s, e, delta)) + gamma * score, s, e))
     return out
 
 
 def temporal_iou(segment: tuple[float, float], others: np.ndarray,
-                 length_offset: float = 0.0) -> np.ndarray:
+                 length_offset: float = 0.0, over: str = "iou") -> np.ndarray:
     """IoU of one ``(start, end)`` with each row of ``others (N, 2)``; ``length_offset`` is
-    added to every length and overlap (the official codes' "+ 1")."""
+    added to every length and overlap (the official codes' "+ 1"); ``over="candidate"``
+    divides the intersection by each row's own length instead of the union."""
     inter = np.clip(np.minimum(segment[1], others[:, 1]) - np.maximum(segment[0], others[:, 0])
                     + length_offset, 0, None)
-    union = ((segment[1] - segment[0] + length_offset) + (others[:, 1] - others[:, 0]
-                                                          + length_offset) - inter)
+    own = others[:, 1] - others[:, 0] + length_offset
+    union = own if over == "candidate" else (segment[1] - segment[0] + length_offset) + own - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(segments: np.ndarray, scores: np.ndarray, iou: float,
-        length_offset: float = 0.0) -> np.ndarray:
-    """Indices kept by greedy NMS (best score first; ties keep input order); ``(N, 2)``."""
+def nms(segments: np.ndarray, scores: np.ndarray, iou: float, length_offset: float = 0.0,
+        over: str = "iou") -> np.ndarray:
+    """Indices kept by greedy NMS (best score first; ties keep input order); ``(N, 2)``.
+    With ``length_offset`` (the official BaS-Net-style code) an overlap equal to ``iou`` is
+    dropped; otherwise kept."""
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         best, order = order[0], order[1:]
         keep.append(int(best))
-        order = order[temporal_iou(tuple(segments[best]), segments[order], length_offset) < iou
-                      if length_offset else
-                      temporal_iou(tuple(segments[best]), segments[order]) <= iou]
+        overlap = temporal_iou(tuple(segments[best]), segments[order], length_offset, over)
+        order = order[overlap < iou if length_offset else overlap <= iou]
     return np.asarray(keep, dtype=int)
 
 
@@ -135,8 +151,13 @@ def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float,
 
 
 def detect(video_scores: np.ndarray, cas: np.ndarray, timestamps: np.ndarray,
-           classes: Sequence[str], config: PostprocessConfig) -> list[Detection]:
-    """Segments of one video from ``video_scores (K,)``, ``cas (T, K)`` and ``timestamps (T,)``."""
+           classes: Sequence[str], config: PostprocessConfig,
+           actionness: np.ndarray | None = None) -> list[Detection]:
+    """Segments of one video from ``video_scores (K,)``, ``cas (T, K)``, ``timestamps (T,)``
+    and, for ``post.actionness_thresholds``, the method's ``actionness (T,)``."""
+    if config.actionness_thresholds and actionness is None:
+        raise ValueError("post.actionness_thresholds needs a method with an actionness "
+                         "sequence (asl, lacp)")
     step = float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 1.0
     # Edges of the points: snippet i spans [t_i - step/2, t_i + step/2], split into upsample parts
     scale = config.upsample
@@ -144,19 +165,27 @@ def detect(video_scores: np.ndarray, cas: np.ndarray, timestamps: np.ndarray,
     edges = np.interp(np.arange(len(timestamps) * scale + 1) / scale,
                       np.arange(len(edges)), edges)
     cas = upsample(cas, scale)
+    if config.actionness_thresholds:
+        actionness = upsample(actionness[:, None], scale)[:, 0]
     wanted = set(np.flatnonzero(video_scores >= config.class_threshold).tolist())
-    wanted.add(int(np.argmax(video_scores)))
+    if config.always_best_class:
+        wanted.add(int(np.argmax(video_scores)))
     found: list[Detection] = []
     for c in sorted(wanted):
         props = proposals(cas[:, c], float(video_scores[c]), config.thresholds,
-                          config.oic_delta, config.gamma)
+                          config.oic_delta, config.gamma, min_length=config.min_length)
+        if config.actionness_thresholds:
+            props += proposals(cas[:, c], float(video_scores[c]), config.actionness_thresholds,
+                               config.oic_delta, config.gamma, cut=actionness,
+                               min_length=config.min_length)
         if not props:
             continue
         scores = np.array([p[0] for p in props])
         segments = np.array([(edges[s], edges[e + 1]) for _, s, e in props])
         segments = np.clip(segments, 0.0, None)
         if config.suppression == "nms":
-            keep = nms(segments, scores, config.nms_iou, config.iou_length_offset)
+            keep = nms(segments, scores, config.nms_iou, config.iou_length_offset,
+                       config.nms_overlap)
             kept = scores[keep]
         elif config.suppression == "decayed-nms":
             keep, kept = decayed_nms(segments, scores, config.nms_iou, config.soft_nms_sigma,

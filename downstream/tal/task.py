@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from tqdm import tqdm
 
+from data_manifests.config import ConfigError
 from data_manifests.run_folder import atomic_write_text
 from data_manifests.schema import Manifest
 from downstream.data.store_dataset import DataError, StoreDataset
@@ -21,6 +22,7 @@ from downstream.tal import METHODS
 from downstream.tal.postprocess import Detection, PostprocessConfig, detect
 from downstream.task import Task, TaskModel
 
+ACTIONNESS_METHODS = ("asl", "lacp")  # their localize() returns a class-agnostic actionness
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -50,9 +52,12 @@ def predict_videos(model: TaskModel, dataset: StoreDataset, post: PostprocessCon
     out = {}
     for index in tqdm(range(len(dataset)), desc="predict", disable=not progress, leave=False):
         batch = dataset.collate([dataset[index]])
-        scores, cas = model.localize(batch["features"].to(device), batch["mask"].to(device))
+        scores, cas, *rest = model.localize(batch["features"].to(device),
+                                            batch["mask"].to(device))
+        actionness = rest[0][0].cpu().numpy() if rest else None
         out[batch["video_id"][0]] = detect(scores[0].cpu().numpy(), cas[0].cpu().numpy(),
-                                           batch["timestamps"][0], dataset.classes, post)
+                                           batch["timestamps"][0], dataset.classes, post,
+                                           actionness)
     return out
 
 
@@ -65,6 +70,15 @@ class TalTask(Task):
     metric = "average_mAP"
     headline = ("average_mAP", "mAP@0.5")
     eval_needs = ("segments",)
+
+    def dataset(self, store: Any, manifest: Manifest, video_ids: Sequence[str], config: Any, *,
+                needs: Sequence[str] = (), training: bool = False, seed: int = 0,
+                cache: bool | dict = True) -> StoreDataset:
+        if config.post.actionness_thresholds and config.method not in ACTIONNESS_METHODS:
+            raise ConfigError(f"post.actionness_thresholds: {config.method} has no actionness "
+                              f"sequence; only {', '.join(ACTIONNESS_METHODS)} do (set it to [])")
+        return super().dataset(store, manifest, video_ids, config, needs=needs,
+                               training=training, seed=seed, cache=cache)
 
     def predict(self, model: TaskModel, dataset: StoreDataset, config: Any, *,
                 device: str = "cpu", progress: bool = False) -> dict[str, list[Detection]]:

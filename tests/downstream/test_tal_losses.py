@@ -134,8 +134,12 @@ def test_optimal_sequence_on_a_hand_made_score_sequence():
 def test_pseudo_background_points():
     background = np.array([0.2, 0.97, 0.1, 0.3, 0.5, 0.96, 0.99, 0.1, 0.4])
     out = pseudo_background(background, [2, 7], threshold=0.95)
-    # before 2: the 0.97; between 2 and 7: 0.96 and 0.99; after 7: none sure -> argmax (8).
-    assert np.flatnonzero(out).tolist() == [1, 5, 6, 8]
+    # the official select_seed: before 2, from the start to the last sure one (0.97 at 1);
+    # between 2 and 7, the span of the sure ones (5, 6); after 7, none sure: from the most
+    # background-like one (8) to the end.
+    assert np.flatnonzero(out).tolist() == [0, 1, 5, 6, 8]
+    one_sure = pseudo_background(np.array([0.1, 0.2, 0.97, 0.3, 0.1]), [0, 4], threshold=0.95)
+    assert np.flatnonzero(one_sure).tolist() == [2]  # fewer than two sure: the single best
 
 
 def test_point_focal_loss_by_hand():

@@ -155,3 +155,145 @@ def test_i3d_shaped_features_have_two_streams_at_each_videos_fps():
     again, _ = make_features(video, manifest.classes,
                              SyntheticFeatures(dim=8, streams=1, background_modes=1), seed=0)
     assert np.array_equal(one, again)
+
+
+def test_lacp_defaults_are_the_official_codes():
+    config = load_run_config(TASK, "lacp")
+    lacp = config.lacp
+    assert (lacp.hidden, lacp.kernel_size, lacp.dropout, lacp.classifier_bias) == (2048, 3, 0.7,
+                                                                                   False)
+    assert (lacp.weight_point, lacp.feature_samples, lacp.feature_classes) == (0.5, 3, "last")
+    assert (config.train.lr, config.train.weight_decay, config.train.batch_size,
+            config.train.epochs, config.data.max_snippets) == (1e-4, 5e-4, 16, 160, 0)
+    post = config.post
+    assert post.thresholds == pytest.approx(np.arange(0.0, 0.25, 0.025))
+    assert post.actionness_thresholds == pytest.approx(np.arange(0.5, 0.725, 0.025))
+    assert (post.class_threshold, post.upsample, post.suppression, post.nms_iou,
+            post.iou_length_offset) == (0.5, 24, "nms", 0.7, 1.0)
+
+
+def test_lacp_official_score_loss_pools_action_and_background_runs_then_squares():
+    from downstream.tal.lacp import completeness_loss
+
+    scores = torch.tensor([[0.1], [0.9], [0.9], [0.1], [0.1]])
+    seq = np.array([[0], [1], [1], [0], [0]], dtype=np.uint8)
+    # runs: bg [0, 0] (no flank: OIC 0.9 on 1 - scores), action [1, 2] (flank snippet 0:
+    # 0.9 - 0.1), bg [3, 4] (flank snippet 2: 0.9 - 0.1)
+    official = completeness_loss(scores, seq, [0], 0.25)
+    assert official.item() == pytest.approx((0.2 + (0.1 + 0.2) / 2) ** 2)
+    paper = completeness_loss(scores, seq, [0], 0.25, form="paper")
+    assert paper.item() == pytest.approx(1 - (0.9 + 0.8 + 0.8) / 3)
+
+
+def test_lacp_segment_features_draw_one_snippet_per_third():
+    from downstream.tal.lacp import segment_feature
+
+    features = torch.arange(9, dtype=torch.float32)[:, None]
+    rng = np.random.default_rng(0)
+    draws = {segment_feature(features, 0, 8, 3, rng).item() for _ in range(200)}
+    # one of 0-2, one of 3-5, one of 6-8: means between 3 and 5 in steps of 1/3
+    assert min(draws) == pytest.approx(3.0) and max(draws) == pytest.approx(5.0)
+    assert segment_feature(features, 0, 8, 0, rng).item() == pytest.approx(4.0)
+
+
+def test_actionness_proposals_come_from_actionness_runs_scored_on_the_class():
+    times = np.arange(8) + 0.5
+    cas = np.zeros((8, 1))
+    cas[2:5, 0] = 0.2  # below the CAS cut 0.5
+    actionness = np.zeros(8)
+    actionness[2:5] = 0.9
+    base = PostprocessConfig(thresholds=(0.5,), class_threshold=0.0, suppression="none")
+    assert detect(np.array([1.0]), cas, times, ("a",), base) == []
+    with_actionness = PostprocessConfig(thresholds=(0.5,), actionness_thresholds=(0.5,),
+                                        class_threshold=0.0, suppression="none", gamma=0.0)
+    (found,) = detect(np.array([1.0]), cas, times, ("a",), with_actionness, actionness)
+    assert found[2:] == (2.0, 5.0)
+    assert found[1] == pytest.approx(0.2)  # OIC on the class sequence, flanks of 0 snippets
+    with pytest.raises(ConfigError, match="actionness"):
+        config = load_run_config(TASK, "mil", None, ["post.actionness_thresholds=[0.5]"])
+        TASK.dataset(None, None, [], config)
+
+
+def test_rskp_defaults_are_the_official_codes():
+    config = load_run_config(TASK, "rskp")
+    rskp = config.rskp
+    assert (rskp.hidden, rskp.kernel_size, rskp.dropout, rskp.bases_init) == (2048, 1, 0.6,
+                                                                              "xavier")
+    assert (rskp.memory_warmup_epochs, rskp.memory_weight, rskp.background_weight) == (101, 0.5,
+                                                                                       0.2)
+    assert (rskp.kd_temperature, rskp.kd_teacher_memory, rskp.alpha,
+            rskp.alpha_after_warmup) == (0.2, 0.2, 1.0, 0.5)
+    assert rskp.batch_reduction == "sum" and rskp.main_weight == 0.6
+    train = config.train
+    assert (train.lr, train.adam_beta2, train.weight_decay, train.batch_size,
+            train.epochs) == (5e-5, 0.99, 5e-4, 10, 200)
+    post = config.post
+    assert post.thresholds == pytest.approx(np.arange(0.001, 0.04, 0.002))
+    assert (post.always_best_class, post.min_length, post.gamma, post.nms_iou,
+            post.nms_overlap, post.upsample) == (False, 2, 0.0, 0.5, "candidate", 1)
+
+
+def rskp_batch(length: int = 12) -> dict:
+    torch.manual_seed(0)
+    return {"features": torch.randn(2, length, 6), "mask": torch.ones(2, length, dtype=torch.bool),
+            "video_labels": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])}
+
+
+def test_rskp_memory_waits_for_the_warmup_then_is_filled_by_one_pass():
+    from downstream.tal.rskp import build
+
+    model = build(feature_dim=6, num_classes=3, hidden=8, dropout=0.0, memory_warmup_epochs=2,
+                  batch_reduction="mean")
+    batch = rskp_batch()
+    model.start_epoch(0, lambda: [batch])
+    loss, _ = model.training_loss(batch)
+    assert (model.memory_score == 0).all() and "inter" not in model(
+        batch["features"], batch["mask"], batch["video_labels"])
+    model.start_epoch(2, lambda: [batch])  # the warm-up ends: one pass fills the memory
+    assert (model.memory_score[:3] > 0).all()
+    out = model(batch["features"], batch["mask"], batch["video_labels"])
+    assert "inter" in out
+    # the foreground attention's centre starts opposite to the background class's
+    fresh = build(feature_dim=6, num_classes=3, hidden=8)
+    assert torch.allclose(fresh.fg_center[0], -fresh.class_centers[-1])
+
+
+def test_rskp_sums_the_losses_of_a_batch_as_the_official_gradient_accumulation():
+    from downstream.tal.rskp import build
+
+    batch = rskp_batch()
+    losses = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(1)
+        model = build(feature_dim=6, num_classes=3, hidden=8, dropout=0.0,
+                      batch_reduction=reduction)
+        losses[reduction] = model.training_loss(batch)[0].item()
+    assert losses["sum"] == pytest.approx(2 * losses["mean"], rel=1e-5)
+
+
+def test_rskp_localizes_with_the_official_fusion():
+    from downstream.tal.rskp import build
+
+    model = build(feature_dim=6, num_classes=3, hidden=8).eval()
+    batch = rskp_batch()
+    with torch.no_grad():
+        video, cas = model.localize(batch["features"], batch["mask"])
+        out = model(batch["features"], batch["mask"])
+    probs = (0.6 * torch.softmax(out["main"]["cas"], -1)
+             + 0.4 * torch.softmax(out["intra"]["cas"], -1))[..., :-1]
+    assert torch.allclose(cas, probs * out["main"]["att"][..., None], atol=1e-6)
+    assert video.shape == (2, 3)
+
+
+def test_rskp_post_processing_options():
+    # NMS on the candidate's own length drops a short proposal inside a long one
+    segments = np.array([[0.0, 10.0], [0.0, 2.0]])
+    assert nms(segments, np.array([1.0, 0.9]), 0.5).tolist() == [0, 1]  # IoU 0.2
+    assert nms(segments, np.array([1.0, 0.9]), 0.5, over="candidate").tolist() == [0]
+    times = np.arange(6) + 0.5
+    cas = np.array([[0.0, 0.0], [0.9, 0.0], [0.0, 0.0], [0.9, 0.0], [0.9, 0.0], [0.0, 0.0]])
+    config = PostprocessConfig(thresholds=(0.5,), class_threshold=0.5, always_best_class=False,
+                               min_length=2, suppression="none")
+    found = detect(np.array([0.9, 0.1]), cas, times, ("a", "b"), config)
+    assert [(d[0], d[2], d[3]) for d in found] == [("a", 3.0, 5.0)]  # the 1-snippet run is out
+    assert detect(np.array([0.3, 0.1]), cas, times, ("a", "b"), config) == []  # no fallback

@@ -246,7 +246,7 @@ def test_rskp_memory_waits_for_the_warmup_then_is_filled_by_one_pass():
                   batch_reduction="mean")
     batch = rskp_batch()
     model.start_epoch(0, lambda: [batch])
-    loss, _ = model.training_loss(batch)
+    model.training_loss(batch)  # a training step before the warm-up ends: no update
     assert (model.memory_score == 0).all() and "inter" not in model(
         batch["features"], batch["mask"], batch["video_labels"])
     model.start_epoch(2, lambda: [batch])  # the warm-up ends: one pass fills the memory

@@ -76,7 +76,7 @@ class Task:
         return self.dataset_class(
             store, manifest, video_ids, needs=needs,
             max_snippets=config.data.max_snippets if training else 0, random_crop=training,
-            resample=config.data.resample, seed=seed, cache=cache,
+            resample=config.data.resample, seed=seed, cache=cache, missing=config.data.missing,
             who=f"{self.name} {config.method}")
 
     def model_args(self, train_set: StoreDataset) -> dict[str, Any]:

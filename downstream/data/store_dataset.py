@@ -18,11 +18,16 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import logging
+
 import numpy as np
 import torch
 
 from data_manifests.errors import UserError
 from data_manifests.schema import Manifest, VideoRecord
+
+
+log = logging.getLogger(__name__)
 
 
 class DataError(UserError):
@@ -105,7 +110,8 @@ class StoreDataset(torch.utils.data.Dataset):
     one random snippet per equal share of the video when ``random_crop``, the first of each share
     otherwise), with timestamps on the matching uniform grid. ``cache`` keeps each video's features in memory after its first read
     (turn it off for stores larger than RAM); pass another dataset's ``feature_cache`` dict to
-    share it. Subclasses set :attr:`per_step` and override :meth:`item_keys` / :meth:`targets`.
+    share it. ``missing="skip"`` leaves out (with a warning naming them) the videos the store
+    lacks instead of refusing them. Subclasses set :attr:`per_step` and override :meth:`item_keys` / :meth:`targets`.
     """
 
     # Targets shaped (T, ...) on the feature grid: windowed with the features and padded in
@@ -114,7 +120,8 @@ class StoreDataset(torch.utils.data.Dataset):
 
     def __init__(self, store: Any, manifest: Manifest, video_ids: Sequence[str], *,
                  needs: Sequence[str] = (), max_snippets: int = 0, random_crop: bool = False,
-                 resample: int = 0, seed: int = 0, cache: bool | dict = True, who: str = "this method"):
+                 resample: int = 0, seed: int = 0, cache: bool | dict = True,
+                 who: str = "this method", missing: str = "error"):
         self.store = open_features(store)
         self.manifest = manifest
         self.classes = tuple(manifest.classes)
@@ -128,11 +135,17 @@ class StoreDataset(torch.utils.data.Dataset):
             raise DataError(f"{manifest.root}: video ids not in the manifest: {unknown[:20]}")
         self.videos: list[VideoRecord] = [self.records[i] for i in video_ids]
         have = set(self.store.video_ids())
-        missing = sorted(v.video_id for v in self.videos if v.video_id not in have)
-        if missing:
-            shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
-            raise DataError(f"feature store {store_name(self.store)} is missing "
-                            f"{len(missing)} video(s) of manifest {manifest.root}: {shown}")
+        absent = sorted(v.video_id for v in self.videos if v.video_id not in have)
+        if absent:
+            shown = ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else "")
+            if missing != "skip":
+                raise DataError(f"feature store {store_name(self.store)} is missing "
+                                f"{len(absent)} video(s) of manifest {manifest.root}: {shown} "
+                                "(data.missing=skip leaves them out)")
+            log.warning("feature store %s lacks %d of the %d videos; left out "
+                        "(data.missing=skip): %s", store_name(self.store), len(absent),
+                        len(self.videos), shown)
+            self.videos = [v for v in self.videos if v.video_id in have]
         self.needs = tuple(needs)
         require_annotations(manifest, self.videos, self.needs, who)
         self.keys: list[Hashable] = [key for video in self.videos

@@ -35,6 +35,9 @@ class DataConfig:
     train_split: str = "train"
     val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
     cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
+    # Manifest videos the store lacks: "error" names them and stops; "skip" leaves them out of
+    # training, selection and prediction with a warning naming them (a store of a subset).
+    missing: Literal["error", "skip"] = "error"
     # How training batches are drawn (data/batches.py): "random" (items shuffled each epoch),
     # "by_activity" (POC's official group sampler: each batch holds videos of one activity) or
     # "by_video" (MMN's and D3G's: train.batch_size videos with all their sentences).

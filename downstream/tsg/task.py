@@ -81,7 +81,7 @@ class TsgTask(Task):
                 raise ConfigError(f"data.{key}={getattr(config.data, key)}: grounding reads "
                                   "whole videos (the moment map spans the video); set it to 0")
         return TsgDataset(store, manifest, video_ids, needs=needs, seed=seed, cache=cache,
-                          who=f"{self.name} {config.method}")
+                          who=f"{self.name} {config.method}", missing=config.data.missing)
 
     def model_args(self, train_set: StoreDataset) -> dict[str, Any]:
         texts = [s.text for video in train_set.videos for s in video.sentences or ()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -87,7 +88,9 @@ def inspect(store, verify, as_json, manifest, split) -> None:
 @click.command(name="import-npy")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--store", required=True)
-@click.option("--fps", type=float, required=True, help="frame rate the features were taken at")
+@click.option("--fps", required=True,
+              help="frame rate the features were taken at: a number, a JSON file mapping each "
+                   "video id to its rate, or 'manifest' (each video's fps in --manifest)")
 @click.option("--clip", required=True, help="FxTAU of the source features, e.g. 16x1")
 @click.option("--step", type=click.IntRange(min=1), required=True, help="frames between consecutive rows")
 @click.option("--backbone", default="external", show_default=True)
@@ -100,12 +103,40 @@ def import_npy(folder, store, fps, clip, step, backbone, supervision, weights_sh
     """Import one (T, D) .npy per video (ActionFormer / ASL / LACP / MS-TCN format)."""
     from extract.store import tools
     try:
-        count = tools.import_npy(folder, store, fps=fps, clip=parse_clip(clip),
+        count = tools.import_npy(folder, store, fps=parse_fps(fps, manifest), clip=parse_clip(clip),
                                  step=step, backbone=backbone, supervision=supervision,
                                  weights_sha256=weights_sha256, manifest=manifest)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{store}: imported {count} videos from {folder}")
+
+
+def parse_fps(value: str, manifest: str | None) -> float | dict[str, float]:
+    """``--fps``: a number, ``manifest`` (the manifest's per-video fps) or a JSON map file."""
+    if value == "manifest":
+        if manifest is None:
+            raise click.BadParameter("'manifest' needs --manifest", param_hint="--fps")
+        from data_manifests.schema import load_manifest
+
+        return {v.video_id: v.fps for v in load_manifest(manifest).videos}
+    try:
+        rate = float(value)
+    except ValueError:
+        path = Path(value)
+        if not path.is_file():
+            raise click.BadParameter(f"{value!r} is neither a number, 'manifest' nor a JSON "
+                                     "file", param_hint="--fps") from None
+        try:
+            rates = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{path}: not JSON ({exc})", param_hint="--fps") from None
+        if not isinstance(rates, dict):
+            raise click.BadParameter(f"{path}: expected an object {{video id: fps}}",
+                                     param_hint="--fps")
+        return rates
+    if not rate > 0:
+        raise click.BadParameter(f"{value} must be > 0", param_hint="--fps")
+    return rate
 
 
 @click.command(name="export-npy")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -134,19 +135,30 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- npy folders
-def import_npy(folder: str | Path, store: str | Path, *, fps: float, clip: tuple[int, int],
-               step: int, backbone: str = "external", supervision: str = "kinc",
-               weights_sha256: str = "unknown", manifest: str | Path | None = None,
-               dtype: str = "float32") -> int:
+def import_npy(folder: str | Path, store: str | Path, *, fps: float | Mapping[str, float],
+               clip: tuple[int, int], step: int, backbone: str = "external",
+               supervision: str = "kinc", weights_sha256: str = "unknown",
+               manifest: str | Path | None = None, dtype: str = "float32") -> int:
     """Import a folder of ``<video_id>.npy`` files, each (T, D), into a store; returns the
-    number written. Row t is the clip starting at frame ``t * step`` (timestamps as export).
-    ``manifest`` (optional) supplies num_frames and duration; else ``T * step`` frames."""
+    number written. Row t is the clip starting at frame ``t * step`` (timestamps as export) at
+    ``fps``: one rate, or one per video id (THUMOS'14's features are taken at each video's own
+    rate); every video needs one, checked before anything is written. ``manifest``
+    (optional) supplies num_frames and duration; else ``T * step`` frames."""
     from extract.store.export import ClipGeometry, clip_timestamps
 
     folder = Path(folder)
     files = sorted(folder.glob("*.npy"))
     if not files:
         raise StoreError(f"{folder}: no .npy files to import")
+    rates = fps if isinstance(fps, Mapping) else {decode_id(p.stem): fps for p in files}
+    lacking = [decode_id(p.stem) for p in files if decode_id(p.stem) not in rates]
+    if lacking:
+        raise StoreError(f"{folder}: no fps for {len(lacking)} video(s) in the fps map "
+                         f"({name_ids(lacking)})")
+    bad = {v: r for v, r in rates.items() if not (isinstance(r, (int, float)) and r > 0)}
+    if bad:
+        video, rate = next(iter(bad.items()))
+        raise StoreError(f"fps map: video {video!r} has fps {rate!r}; expected a number > 0")
     geometry = ClipGeometry(clip[0], clip[1], step)
     first = np.load(files[0], mmap_mode="r")
     if first.ndim != 2:
@@ -156,7 +168,10 @@ def import_npy(folder: str | Path, store: str | Path, *, fps: float, clip: tuple
         records = load_manifest(manifest).by_id()
     extractor = {"backbone": backbone, "weights_sha256": weights_sha256,
                  "supervision": supervision, "clip_frames": clip[0], "frame_stride": clip[1],
-                 "clip_step": step, "fps": float(fps), "crops": 1, "dim": int(first.shape[1]),
+                 "clip_step": step, "crops": 1, "dim": int(first.shape[1]),
+                 # one rate for the store, or None when its videos differ (as export records it)
+                 "fps": float(next(iter(set(rates.values())))) if len(set(rates.values())) == 1
+                 else None,
                  "dtype": dtype, "source": f"import-npy {folder.name}"}
     writer = create_store(store, extractor=extractor, manifest_sha256=None)
     done, written = writer.done_ids(), 0
@@ -169,11 +184,11 @@ def import_npy(folder: str | Path, store: str | Path, *, fps: float, clip: tuple
             raise StoreError(f"{path}: shape {feats.shape}, expected (T, {first.shape[1]}) "
                              f"like {files[0].name}")
         starts = np.arange(feats.shape[0]) * step
-        record = records.get(video_id)
+        record, rate = records.get(video_id), float(rates[video_id])
         num_frames = record.num_frames if record else int(feats.shape[0] * step)
-        duration = record.duration if record else num_frames / fps
-        writer.write_video(video_id, feats, clip_timestamps(starts, geometry, fps),
-                           num_frames=num_frames, fps=fps, duration=duration)
+        duration = record.duration if record else num_frames / rate
+        writer.write_video(video_id, feats, clip_timestamps(starts, geometry, rate),
+                           num_frames=num_frames, fps=rate, duration=duration)
         written += 1
     writer.close()
     return written

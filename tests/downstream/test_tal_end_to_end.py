@@ -105,7 +105,20 @@ def test_store_missing_videos_is_a_clear_error(tiny, tmp_path):
     with pytest.raises(DataError, match="missing") as info:
         train_run(task="tal", method="mil", features=store, manifest=manifest_dir, out=tmp_path / "r",
                   overrides=TINY, progress=False)
-    assert missing[0] in str(info.value)
+    assert missing[0] in str(info.value) and "data.missing=skip" in str(info.value)
+
+
+def test_missing_videos_can_be_left_out_explicitly(tiny, tmp_path, caplog):
+    _root, manifest, manifest_dir, _ = tiny
+    kept = manifest.videos[:4] + tuple(v for v in manifest.videos[4:] if v.split != "train")
+    store = write_store(Manifest(manifest.meta, kept), tmp_path / "partial.zarr",
+                        SyntheticFeatures(dim=8))
+    left_out = sorted(v.video_id for v in manifest.videos if v not in kept)
+    results = train_run(task="tal", method="mil", features=store, manifest=manifest_dir,
+                        out=tmp_path / "r", overrides=[*TINY, "train.epochs=1",
+                                                       "data.missing=skip"], progress=False)
+    assert results["train_items"] == sum(1 for v in kept if v.split == "train")
+    assert left_out[0] in caplog.text
 
 
 def test_predict_refuses_a_store_of_another_dimension(tiny, tmp_path):

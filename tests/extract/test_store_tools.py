@@ -63,6 +63,40 @@ def test_npy_import_export_round_trip(tmp_path):
     assert meta["extractor"]["clip_step"] == 4
 
 
+def test_import_npy_takes_each_videos_fps_from_a_json_map(tmp_path):
+    src = tmp_path / "npy"
+    src.mkdir()
+    for name in ("a", "b"):
+        np.save(src / f"{name}.npy", rand(5, 4, 0))
+    rates = tmp_path / "fps.json"
+    rates.write_text(json.dumps({"a": 25.0, "b": 30.0}))
+    result = CliRunner().invoke(extract_cli, [
+        "import-npy", str(src), "--store", str(tmp_path / "s.zarr"), "--fps", str(rates),
+        "--clip", "16x1", "--step", "16"])
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path / "s.zarr")
+    # 16-frame snippets at each video's own rate: centres (16 t + 8) / fps
+    np.testing.assert_allclose(store.read_timestamps("a"), (np.arange(5) * 16 + 8) / 25)
+    np.testing.assert_allclose(store.read_timestamps("b"), (np.arange(5) * 16 + 8) / 30)
+    assert store.extractor["fps"] is None  # the store mixes rates
+    assert store.video_attrs("b")["fps"] == 30.0
+
+
+@pytest.mark.parametrize("rates,message", [({"a": 25.0}, "no fps for 1 video(s)"),
+                                           ({"a": 25.0, "b": "fast"}, "'b' has fps 'fast'")])
+def test_import_npy_checks_the_fps_map_before_writing(tmp_path, rates, message):
+    src = tmp_path / "npy"
+    src.mkdir()
+    for name in ("a", "b"):
+        np.save(src / f"{name}.npy", rand(5, 4, 0))
+    (tmp_path / "fps.json").write_text(json.dumps(rates))
+    result = CliRunner().invoke(extract_cli, [
+        "import-npy", str(src), "--store", str(tmp_path / "s.zarr"), "--fps",
+        str(tmp_path / "fps.json"), "--clip", "16x1", "--step", "16"])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "s.zarr").exists()  # nothing written
+
+
 def test_import_npy_refuses_inconsistent_dims(tmp_path):
     src = tmp_path / "npy"
     src.mkdir()

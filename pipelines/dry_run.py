@@ -323,7 +323,7 @@ class _Planner:
         manifest = self.manifest(options["manifest"])
         try:
             train_ids, val_ids = split_ids(manifest, config.data.train_split,
-                                           config.data.val_fraction)
+                                           config.data.val_fraction, config.data.select_split)
         except ValueError as exc:
             raise _Problem(f"{task} training cannot pick its videos: {exc}") from exc
         plan.facts.update(task=task, method=method, train_split=config.data.train_split,

@@ -31,9 +31,13 @@ class DataConfig:
     # their validation videos), a held-out part of train_split is the selection split instead:
     # round(val_fraction * n) of its videos, the first in the order of the sha1 of their ids
     # (the same videos for every seed and machine), never trained on. The test split is never
-    # read in training.
+    # read in training (unless select_split says so).
     train_split: str = "train"
     val_fraction: float = 0.2  # share of train_split held out for selection (see train_split)
+    # A split that selects checkpoints instead (all of train_split then trains). "test" is the
+    # protocol of the official ASL, RSKP and LACP codes (best checkpoint on the test split):
+    # their papers' numbers, optimistic; weakfeat never does it by default.
+    select_split: str = ""
     cache_features: bool = True  # keep read features in memory (off for stores beyond RAM)
     # Manifest videos the store lacks: "error" names them and stops; "skip" leaves them out of
     # training, selection and prediction with a warning naming them (a store of a subset).

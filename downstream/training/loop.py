@@ -129,7 +129,8 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     torch.manual_seed(seed)
 
     # Data
-    train_ids, val_ids = split_ids(manifest, config.data.train_split, config.data.val_fraction)
+    train_ids, val_ids = split_ids(manifest, config.data.train_split, config.data.val_fraction,
+                                   config.data.select_split)
     log.info("%d training and %d validation videos", len(train_ids), len(val_ids))
     cache = config.data.cache_features
     train_set = task_.dataset(store, manifest, train_ids, config, needs=spec.needs,

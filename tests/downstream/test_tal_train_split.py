@@ -79,3 +79,13 @@ def test_train_tal_trains_on_the_rest_and_selects_on_the_held_out_part(tmp_path,
     assert [ids for ids, crop in made if crop] == [expected_train]
     assert expected_held in [ids for ids, crop in made if not crop]
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_select_split_names_the_selection_split_and_warns_for_test(caplog):
+    manifest = thumos_like_manifest(num_videos=20, num_classes=3, seed=0)
+    train, select = split_ids(manifest, "train", 0.2, select_split="test")
+    assert train == sorted(v.video_id for v in manifest.videos if v.split == "train")
+    assert select == sorted(v.video_id for v in manifest.videos if v.split == "test")
+    assert "optimistic" in caplog.text
+    with pytest.raises(DataError, match="select_split=train"):
+        split_ids(manifest, "train", 0.2, select_split="train")

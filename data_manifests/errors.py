@@ -11,6 +11,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 
 import click
@@ -23,6 +24,10 @@ class UserError(ValueError):
 # OS errors that a user's path causes: a missing input, an output that already exists, a file
 # where a folder was expected.
 USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+# Errnos of a full disk or quota, and of a file past the size limit (``ulimit -f``): the
+# machine's state, not a bug. Every writer commits atomically (staging + rename), so what was
+# finished is kept and a re-run (``--resume`` where the command has it) continues.
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class ReportingGroup(click.Group):
@@ -41,3 +46,10 @@ def reported() -> Iterator[None]:
         yield
     except (UserError, *USER_OS_ERRORS) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        if exc.errno not in FULL_DISK_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        raise click.ClickException(
+            f"{exc.strerror or 'no space left'}{where}: free space (or raise the limit) and run "
+            "the command again; finished work is kept") from exc

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import extract.pytorchvideo_compat  # noqa: F401  (must run before any pytorchvideo import)
+from data_manifests.errors import UserError
 
 # isort: split
 from extract.backbones.base import InputSpec, VideoBackbone, weights_sha256
@@ -52,7 +53,7 @@ def build_backbone(name: str, *, num_classes: int,
     or {"model": state_dict}); head weights whose shape differs are dropped.
     """
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+        raise UserError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
     model = BACKBONES[name](num_classes=num_classes)
     if pretrained is not None:
         load_pretrained(model, pretrained)

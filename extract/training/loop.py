@@ -68,9 +68,6 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
     # ---- setup ---------------------------------------------------------------------------
     rt = _runtime(config.train.device, config.train.precision)
     run = RunFolder(out)
-    if rt.main:
-        run.create(config, resume=resume)
-    _barrier(rt)
     _seed_everything(config.train.seed)
 
     # ---- data ----------------------------------------------------------------------------
@@ -85,6 +82,11 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
                           frame_stride=config.model.frame_stride,
                           crop_size=config.model.crop_size, short_side=config.model.short_side)
     geometry = ClipGeometry(spec.num_frames, spec.frame_stride)
+    # The run folder is written once the manifest and the model are known to be usable: a
+    # mistake there leaves no half-made run behind.
+    if rt.main:
+        run.create(config, resume=resume)
+    _barrier(rt)
     read = (CachedFrames(manifest, config.data.videos_root, progress=rt.main)
             if config.data.cache_frames else StreamingFrames(manifest, config.data.videos_root))
     dataset = TrainClips(manifest, geometry=geometry, read=read,

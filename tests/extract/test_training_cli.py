@@ -79,7 +79,12 @@ def test_train_input_errors_are_one_line_messages(tmp_path):
                                     "--out", str(tmp_path / "views")])
     device = runner.invoke(extract, ["train", "--config", str(cfg), "--set", "train.device=gpu",
                                      "--out", str(tmp_path / "device")])
+    backbone = runner.invoke(extract, ["train", "--config", str(cfg), "--set",
+                                       "model.backbone=x4d", "--out", str(tmp_path / "bb")])
     for result, needle in ((bad_key, "optim.lrr"), (taken, "--resume"),
-                           (views, "eval.views_t=0"), (device, "train.device='gpu'")):
+                           (views, "eval.views_t=0"), (device, "train.device='gpu'"),
+                           (backbone, "x4d")):
         assert result.exit_code == 1 and "Error:" in result.output and needle in result.output
         assert "Traceback" not in result.output
+    # a mistake found while setting up leaves no run folder behind
+    assert not (tmp_path / "bb").exists() and not (tmp_path / "other").exists()

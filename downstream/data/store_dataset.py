@@ -14,18 +14,16 @@ This module reads stores only through ``extract.store`` (downstream never decode
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
-
-import logging
 
 import numpy as np
 import torch
 
 from data_manifests.errors import UserError
 from data_manifests.schema import Manifest, VideoRecord
-
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ class TrainedBackbone:
 
 
 def load_trained_backbone(run_dir: str | Path) -> TrainedBackbone:
-    """The model of ``RUN/checkpoints/last.pt`` (any file path to a checkpoint also works)."""
+    """The model of ``RUN/checkpoints/last.pt`` (any file path to a checkpoint also works), its
+    ``input_spec`` the clips the run trained on."""
     from extract.backbones import build_backbone
     from extract.backbones.base import weights_sha256
 
@@ -40,6 +41,15 @@ def load_trained_backbone(run_dir: str | Path) -> TrainedBackbone:
     model = build_backbone(name, num_classes=num_classes, pretrained=None)
     model.load_state_dict(saved["model"])
     model.eval()
+    # The clips it was trained on (the run's model.num_frames etc. over the backbone's own):
+    # export and evaluation feed it the same.
+    from extract.training.data import effective_spec
+
+    trained_on = config["model"]
+    model.input_spec = effective_spec(
+        model.input_spec, num_frames=trained_on.get("num_frames"),
+        frame_stride=trained_on.get("frame_stride"), crop_size=trained_on.get("crop_size"),
+        short_side=trained_on.get("short_side"))
     mode = config["train"]["mode"]
     return TrainedBackbone(model=model, backbone=name, mode=mode,
                            supervision="full" if mode == "full" else "weak",

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from data_manifests.run_folder import RunFolder
 from data_manifests.schema import Manifest, labels_at_times, load_manifest
-from extract.training.data import ClipGeometry, effective_spec, video_targets
+from extract.training.data import ClipGeometry, video_targets
 from extract.training.frames import StreamingFrames
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,7 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str =
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                        else ("cpu" if device == "auto" else device))
     model = trained.model.to(dev).eval()
-    cfg = trained.config["model"]
-    spec = effective_spec(model.input_spec, num_frames=cfg.get("num_frames"),
-                          frame_stride=cfg.get("frame_stride"), crop_size=cfg.get("crop_size"),
-                          short_side=cfg.get("short_side"))
+    spec = model.input_spec  # the clips the run trained on
     manifest = load_manifest(manifest_path).split(split)
     videos = [v for v in manifest.videos if v.labels]  # Charades: unlabeled videos excluded
     classes = manifest.classes

@@ -326,6 +326,24 @@ def test_export_from_a_trained_run_records_its_supervision(tmp_path, good_manife
                            open_store(spec_store).read_features(test_ids[0]))
 
 
+def test_export_from_a_run_uses_the_clips_it_trained_on(tmp_path, good_manifest):
+    from extract.backbones import build_backbone
+
+    model = build_backbone("x3d-tiny", num_classes=3)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    trained_on = {"backbone": "x3d-tiny", "num_frames": 2, "frame_stride": 3}
+    torch.save({"model": model.state_dict(),
+                "config": {"model": trained_on, "train": {"mode": "adaptfocus"}}},
+               run / "checkpoints" / "last.pt")
+    export_features(model_spec=ModelSpec(run_dir=str(run)), manifest=good_manifest,
+                    store=tmp_path / "r.zarr", split="test", device="cpu", progress=False)
+    extractor = open_store(tmp_path / "r.zarr").extractor
+    # the run's 2 x 3 clips, not x3d-tiny's own (4 x 1); step defaults to F * tau
+    assert (extractor["clip_frames"], extractor["frame_stride"], extractor["clip_step"]) == (2, 3,
+                                                                                           6)
+
+
 class FlakySpec(ModelSpec):
     """Fails the first time a worker (not the driver) builds it: a transient task failure."""
 

@@ -161,9 +161,11 @@ def convert(src, dst, codec) -> None:
     from extract.store import tools
     try:
         count = tools.convert_store(src, dst, codec=codec)
+        held = len(tools.open_store(dst).video_ids())
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{dst}: copied {count} videos from {src}")
+    earlier = f" ({held - count} already there from an earlier run)" if held > count else ""
+    click.echo(f"{dst}: copied {count} videos from {src}{earlier}")
 
 
 @click.command(name="combine")

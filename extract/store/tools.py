@@ -228,8 +228,20 @@ def export_npy(store: str | Path, folder: str | Path) -> int:
 # ----------------------------------------------------------------------------- convert, combine
 def convert_store(src: str | Path, dst: str | Path, *, codec: str | None = None) -> int:
     """Copy every complete video (values, timestamps, attrs) and the failures into ``dst``
-    (another backend, or another codec); resumable. Returns the number copied."""
+    (another backend, or another codec); resumable. Returns the number copied. An existing
+    ``dst`` must be an earlier copy of ``src`` (resumed): one holding videos ``src`` has not, or
+    made for another manifest, is refused before anything is written."""
     source = open_store(src)
+    if Path(dst).exists():
+        target = open_store(dst)
+        foreign = sorted(set(target.video_ids()) - set(source.video_ids()))
+        if foreign:
+            raise StoreError(f"{dst} already holds {len(foreign)} video(s) that {src} has not "
+                             f"({name_ids(foreign)}): it is another store; convert into a new "
+                             "path")
+        if target.attrs.get("manifest_sha256") != source.attrs.get("manifest_sha256"):
+            raise StoreError(f"{dst} was made for another manifest than {src}; convert into a "
+                             "new path")
     writer = create_store(dst, extractor=source.extractor,
                           manifest_sha256=source.attrs.get("manifest_sha256"), codec=codec)
     done, copied, damaged = writer.done_ids(), 0, {}

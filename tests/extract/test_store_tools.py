@@ -127,6 +127,18 @@ def test_convert_between_backends(tmp_path, src_suffix, dst_suffix):
     assert convert_store(src, tmp_path / f"b{dst_suffix}") == 0  # resumable: nothing left
 
 
+def test_convert_refuses_a_destination_that_is_another_store(tmp_path):
+    src = make_store(tmp_path / "a.zarr", {"v0": (rand(3, 4, 0), np.arange(3.0) + 0.5)})
+    other = make_store(tmp_path / "other.zarr", {"w9": (rand(3, 4, 1), np.arange(3.0) + 0.5)})
+    result = CliRunner().invoke(extract_cli, ["convert", str(src), str(other)])
+    assert result.exit_code == 1 and "'w9'" in result.output and "another store" in result.output
+    assert open_store(other).video_ids() == ["w9"]  # untouched
+    CliRunner().invoke(extract_cli, ["convert", str(src), str(tmp_path / "b.h5")])
+    again = CliRunner().invoke(extract_cli, ["convert", str(src), str(tmp_path / "b.h5")])
+    assert again.exit_code == 0 and "copied 0 videos" in again.output
+    assert "1 already there" in again.output
+
+
 def test_align_features_by_hand():
     feats = np.array([[0.0, 10.0], [2.0, 20.0], [4.0, 40.0]], np.float32)
     times = np.array([1.0, 2.0, 3.0])

@@ -10,7 +10,7 @@ from typing import Any
 
 from data_manifests.converters import CONVERTERS
 from data_manifests.converters.common import KEPT_APART_FILE, KeptApart
-from data_manifests.schema import ManifestError, write_manifest
+from data_manifests.schema import META_FILE, ManifestError, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ def build_manifest(dataset: str, annotations_dir: str | Path, out_dir: str | Pat
     """
     if dataset not in CONVERTERS:
         raise KeyError(f"unknown dataset {dataset!r}; known: {sorted(CONVERTERS)}")
+    _refuse_other_dataset(Path(out_dir), dataset)
     kept_apart: list[KeptApart] = []
     meta, videos = CONVERTERS[dataset](
         Path(annotations_dir), videos_root=None if videos_root is None else Path(videos_root),
@@ -37,6 +38,21 @@ def build_manifest(dataset: str, annotations_dir: str | Path, out_dir: str | Pat
     log.info("%s: %d videos -> %s (%d annotations kept apart)", dataset, len(videos), out,
              len(kept_apart))
     return out
+
+
+def _refuse_other_dataset(out: Path, dataset: str) -> None:
+    """A folder may be rebuilt from the same dataset's files, never overwritten by another's."""
+    meta = out / META_FILE
+    if not meta.exists():
+        return
+    try:
+        existing = json.loads(meta.read_text()).get("dataset")
+    except (json.JSONDecodeError, AttributeError):
+        existing = None
+    if existing != dataset:
+        raise FileExistsError(f"{out} holds a manifest of {existing or 'an unknown dataset'!s}, "
+                              f"not {dataset} (see {meta}); choose another output folder or "
+                              "delete this one")
 
 
 def read_kept_apart(manifest_dir: str | Path) -> list[dict[str, Any]]:

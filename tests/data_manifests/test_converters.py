@@ -469,3 +469,21 @@ def test_duplicated_json_keys_are_errors(tmp_path):
     with pytest.raises(ManifestError, match=r"multithumos_superevents.json \[video_test_0000001\]"
                                             r": duplicated key 'video_test_0000001'"):
         CONVERTERS["multithumos"](root)
+
+
+
+def test_build_refuses_to_overwrite_another_datasets_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from data_manifests.cli import data
+
+    out = tmp_path / "manifest"
+    out.mkdir()
+    (out / "meta.json").write_text('{"dataset": "charades", "classes": []}\n')
+    annotations = tmp_path / "ann"
+    annotations.mkdir()
+    result = CliRunner().invoke(data, ["build", "thumos14", "--annotations", str(annotations),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "holds a manifest of charades" in result.output
+    assert "Traceback" not in result.output
+    assert (out / "meta.json").read_text().startswith('{"dataset": "charades"')

@@ -118,13 +118,47 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
     shared = yaml.safe_load(SHARED_POST.read_text())["post"]
     shared_post = evaluate_run(out, features=store, manifest=manifest, split="test",
                                overrides=[f"post.{k}={json.dumps(v)}" for k, v in shared.items()])
+    aucs = actionness_auc(out, store, manifest) if method == "asl" else {}
     queue.put({"method": method, "mAP": metrics["mAP"], "average_mAP": metrics["average_mAP"],
+               **aucs,
                "shared_post_mAP": shared_post["mAP"],
                "shared_post_average_mAP": shared_post["average_mAP"],
                "val_average_mAP": results["val_average_mAP"], "best_epoch": results["best_epoch"],
                "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])),
                "train_seconds": train_seconds,
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def actionness_auc(run: str | Path, store: str, manifest: str) -> dict[str, float]:
+    """ASL's mechanism, measured: how well its actionness and its selection score h (of the
+    video's own class) rank the test videos' action snippets above the rest (ROC-AUC; 0.5 is
+    chance), with the run's best checkpoint, on the resampled grid it predicts on."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from data_manifests.schema import labels_at_times, load_manifest
+    from downstream.tal.task import TASK
+    from downstream.training.predict import load_trained
+    from extract.store import open_store
+
+    model, config, _, _ = load_trained(run, "best", "cpu")
+    man = load_manifest(manifest)
+    ids = [v.video_id for v in man.videos if v.split == "test"]
+    dataset = TASK.dataset(open_store(store), man, ids, config)
+    inside, actionness, selection = [], [], []
+    with torch.no_grad():
+        for index, video_id in enumerate(ids):
+            batch = dataset.collate([dataset[index]])
+            out = model(batch["features"], batch["mask"])
+            video = man.by_id()[video_id]
+            labels = labels_at_times(video, man.classes, batch["timestamps"][0])
+            own = [man.class_index[c] for c in video.labels]
+            inside.append(labels.any(1))
+            actionness.append(out["actionness"][0].numpy())
+            selection.append(out["h"][0][:, own].max(1).values.numpy())
+    truth = np.concatenate(inside)
+    return {"actionness_auc": float(roc_auc_score(truth, np.concatenate(actionness))),
+            "selection_auc": float(roc_auc_score(truth, np.concatenate(selection)))}
 
 
 def main() -> None:
@@ -148,6 +182,12 @@ def main() -> None:
     if args.report:
         rows = [json.loads(line) for out in args.report
                 for line in (Path(out) / "rows.jsonl").read_text().splitlines()]
+        for out, row in ((out, row) for out in args.report for row in rows
+                         if row["method"].startswith("asl") and "actionness_auc" not in row
+                         and (Path(out) / f"seed{row['seed']}").exists()):
+            folder = Path(out) / f"seed{row['seed']}"  # rows of runs made before the AUCs
+            row.update(actionness_auc(folder / f"run_{row['method'].replace(':', '_')}",
+                                      str(folder / "features.zarr"), str(folder / "manifest")))
         print(table(rows, list(dict.fromkeys(r["method"] for r in rows))))
         return
 
@@ -217,8 +257,9 @@ def table(rows: list[dict], methods: list[str]) -> str:
     from scipy import stats
 
     head = ("| run | seeds | " + " | ".join(f"mAP@{t}" for t in TIOU)
-            + " | avg 0.1:0.7 (95% CI) | shared post avg | s/epoch | peak RSS MiB |")
-    lines = [head, "|" + "---|" * (len(TIOU) + 6)]
+            + " | avg 0.1:0.7 (95% CI) | shared post avg | actionness / h AUC | s/epoch"
+            + " | peak RSS MiB |")
+    lines = [head, "|" + "---|" * (len(TIOU) + 7)]
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         maps = np.array([r["mAP"] for r in mine]) * 100
@@ -230,6 +271,9 @@ def table(rows: list[dict], methods: list[str]) -> str:
         lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells)
                      + f" | {avg.mean():.1f} ± {half:.1f}"
                      + (f" | {np.mean(shared):.1f}" if shared else " | -")
+                     + (f" | {np.mean([r['actionness_auc'] for r in mine]):.2f} / "
+                        f"{np.mean([r['selection_auc'] for r in mine]):.2f}"
+                        if all("actionness_auc" in r for r in mine) else " | -")
                      + f" | {np.mean([r['seconds_per_epoch'] for r in mine]):.2f}"
                      + f" | {np.max([r['peak_rss_mib'] for r in mine]):.0f} |")
     return "\n".join(lines)

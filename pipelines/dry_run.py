@@ -153,6 +153,7 @@ class _Planner:
         self.repointed: dict[str, str] = {}  # a data step's folder -> its dry-run folder
         self.manifests: dict[str, Manifest] = {}
         self.trained: dict[str, str] = {}  # a training step's folder -> its backbone
+        self.clips: dict[str, tuple[int, int]] = {}  # ... -> the F x tau it trains on
         self.specs: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ one step
@@ -184,6 +185,39 @@ class _Planner:
                                 + ", ".join(f"{{{name}}}" for name in step.unset))
 
     # ------------------------------------------------------------------ commands
+    def data_synth(self, options: dict[str, Any], plan: StepPlan) -> None:
+        """The synthetic benchmark's annotations, planned without rendering a video: the
+        later steps are estimated on them."""
+        import yaml
+
+        from data_manifests.synthetic.generate import plan_annotations
+
+        overrides = {}
+        for item in options.get("sets") or ():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise _Problem(f"data synth --set {item!r}: expected FIELD=VALUE")
+            overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            manifest = plan_annotations(options["preset"], seed=int(options.get("seed") or 0),
+                                        num_videos=options.get("num_videos"),
+                                        overrides=overrides)
+        except (KeyError, ValueError) as exc:
+            raise _Problem(f"data synth: {exc}") from exc
+        self.manifests[os.path.abspath(options["out_dir"])] = manifest
+        self._describe(manifest, plan, os.path.abspath(options["out_dir"]))
+        plan.details.append("videos: rendered by this step (planned here, not rendered)")
+
+    def _describe(self, manifest: Manifest, plan: StepPlan, out: str) -> None:
+        splits: dict[str, int] = {}
+        for video in manifest.videos:
+            splits[video.split] = splits.get(video.split, 0) + 1
+        plan.facts["splits"] = splits
+        plan.facts["manifest"] = str(out)
+        plan.details.append(
+            f"manifest ({manifest.meta.dataset}, {len(manifest.classes)} classes): "
+            + ", ".join(f"{name} {count:,}" for name, count in splits.items()) + " videos")
+
     def data_build(self, options: dict[str, Any], plan: StepPlan) -> None:
         from data_manifests.converters.build import build_manifest
 
@@ -202,14 +236,7 @@ class _Planner:
             raise _Problem(f"data build {options['dataset']} from {options['annotations']} "
                            f"failed: {type(exc).__name__}: {exc}") from exc
         manifest = self.manifest(out)
-        splits: dict[str, int] = {}
-        for video in manifest.videos:
-            splits[video.split] = splits.get(video.split, 0) + 1
-        plan.facts["splits"] = splits
-        plan.facts["manifest"] = str(out)
-        plan.details.append(
-            f"manifest ({manifest.meta.dataset}, {len(manifest.classes)} classes): "
-            + ", ".join(f"{name} {count:,}" for name, count in splits.items()) + " videos")
+        self._describe(manifest, plan, str(out))
         self.check_videos(None, manifest.videos, videos_root or self.videos, plan)
 
     def extract_train(self, options: dict[str, Any], plan: StepPlan) -> None:
@@ -244,6 +271,7 @@ class _Planner:
             evaluated = [v for v in self.split(manifest, config.eval.split).videos if v.labels]
             plan.eval_clips = len(evaluated) * config.eval.views_t * config.eval.views_s
         self.trained[os.path.abspath(options["out"])] = backbone
+        self.clips[os.path.abspath(options["out"])] = (frames, stride)
         plan.facts.update(backbone=backbone, mode=config.train.mode, clip=(frames, stride),
                           batch=batch, epochs=epochs, train_videos=len(train.videos),
                           iterations=iterations, eval_videos=len(evaluated),
@@ -289,6 +317,8 @@ class _Planner:
                 frames, stride = parse_clip(options["clip"])
             except ValueError as exc:
                 raise _Problem(str(exc)) from None
+        elif run is not None and run in self.clips:  # export uses the clips the run trained on
+            frames, stride = self.clips[run]
         elif backbone is not None:
             spec = self.backbone_spec(backbone)
             frames, stride = spec.num_frames, spec.frame_stride
@@ -363,6 +393,9 @@ class _Planner:
         a command that reads videos looks in the manifest folder, and so does this check,
         unless the recipe takes the root as its ``videos`` parameter (or ``manifest`` is
         None: `data build` reads no video without a root); then nothing is checked."""
+        if videos_root is None and manifest is not None and manifest.root is None:
+            plan.details.append("videos: rendered by an earlier step (not checked)")
+            return
         if videos_root is None and (manifest is None or "videos" in self.recipe.params):
             plan.details.append("videos: files not checked (no videos root; --param videos=DIR)")
             return
@@ -418,6 +451,7 @@ class _Planner:
 
 _HANDLERS: dict[str, Callable[[_Planner, dict[str, Any], StepPlan], None]] = {
     "data build": _Planner.data_build,
+    "data synth": _Planner.data_synth,
     "extract train": _Planner.extract_train,
     "extract features": _Planner.extract_features,
     "downstream train": _Planner.train_task,

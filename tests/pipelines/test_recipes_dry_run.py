@@ -301,3 +301,18 @@ def test_write_outputs_gathers_figures(tmp_path, monkeypatch):
     write_outputs(recipe, root, echo=lambda *_: None)
     assert sorted(p.name for p in (root / "figures").glob("*.png")) == [
         "other_plot_training.png", "train-s0_plot_training.png"]
+
+
+def test_demo_dry_run_estimates_every_step_from_the_planned_synthetic_annotations(tmp_path):
+    plan = plan_recipe(load_recipe("demo", tmp_path / "out"), tmp_path / "out")
+    assert plan.ok, plan.problems
+    assert not any("not estimated" in d for p in plan.steps for d in p.details)
+    demo = next(p for p in plan.steps if p.step.id.startswith("data-demo"))
+    assert demo.facts["splits"] == {"train": 200, "val": 20, "test": 40}
+    training = [p for p in plan.steps if p.step.id.startswith("train-")]
+    assert training and all(p.train_clips > 0 for p in training)
+    exports = [p for p in plan.steps if p.step.id.startswith("export-")]
+    assert exports and all(p.export_clips > 0 for p in exports)
+    tal = next(p for p in plan.steps if p.step.id.startswith("tal-asl-weak"))
+    assert tal.facts["train_videos"] == 200 and tal.facts["val_videos"] == 20
+    assert not list((tmp_path / "out").rglob("*.mp4"))  # nothing rendered

@@ -28,9 +28,8 @@ segments; Adam at 1e-4 with weight decay 5e-4, whole videos, 16 per step, 160 ep
 iterations of 16 of THUMOS'14's 200 videos), the search before every epoch from the second;
 post-processing: class threshold 0.5, the sequence upsampled 24x, CAS thresholds 0 to 0.225 in
 steps of 0.025 and actionness (1 - background) thresholds 0.5 to 0.7, hard NMS at 0.7 (lengths
-+ 1 s). Not (yet) as the official code: its search is a beam search (budget 25, pruning at 0.1)
-over whole sequences seeded also by pseudo action points; ours is the exact per-instance search
-of :func:`optimal_sequence`.
++ 1 s); the search is the official beam search over whole sequences (:mod:`downstream.tal.
+lacp_search`), the exact per-instance search of :func:`optimal_sequence` an option.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from downstream.tal.base import TalModel
+from downstream.tal.lacp_search import beam_sequence, pseudo_action_points, transcript_and_ranges
 from downstream.tal.layers import Embedding, masked_mean, outer_inner_contrast, topk_mean
 from downstream.task import Method
 
@@ -78,6 +78,13 @@ class LacpConfig:
     # two action segments; its loop overwrites the others) or "mean" (the paper's average).
     feature_classes: Literal["last", "mean"] = "last"
     score_loss: Literal["official", "paper"] = "official"  # see completeness_loss
+    # The optimal sequence search: "beam" (the official code's, lacp_search.py: whole sequences
+    # seeded also by pseudo action points, budget and pruning below) or "exact" (each instance
+    # maximises its own outer-inner contrast, optimal_sequence).
+    search: Literal["beam", "exact"] = "beam"
+    search_budget: int = 25  # beam: hypotheses kept after each snippet
+    search_prune: float = 0.1  # beam: hypotheses whose running contrast falls below are dropped
+    action_seed_threshold: float = 0.1  # beam: pseudo action points need background <= this
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +281,8 @@ class Lacp(TalModel):
                  search_every: int, weight_video: float, weight_point: float,
                  weight_background: float, weight_score: float, weight_feature: float,
                  classifier_bias: bool, feature_samples: int, feature_classes: str,
-                 score_loss: str):
+                 score_loss: str, search: str, search_budget: int, search_prune: float,
+                 action_seed_threshold: float):
         super().__init__()
         self.num_classes, self.topk_ratio = num_classes, topk_ratio
         self.background_threshold, self.focal_gamma = background_threshold, focal_gamma
@@ -284,6 +292,8 @@ class Lacp(TalModel):
                         weight_feature)
         self.feature_samples, self.feature_classes = feature_samples, feature_classes
         self.score_loss = score_loss
+        self.search_mode, self.search_budget, self.search_prune = search, search_budget, search_prune
+        self.action_seed_threshold = action_seed_threshold
         self.embed = Embedding(feature_dim, hidden, kernel_size, 0.0)
         self.dropout = nn.Dropout(dropout)  # after the embedding the feature loss reads
         self.classifier = nn.Linear(hidden, num_classes + 1, bias=classifier_bias)
@@ -341,9 +351,20 @@ class Lacp(TalModel):
         point_idx = np.flatnonzero(points.max(1) > 0)
         background = pseudo_background(probs[:, -1], point_idx, self.background_threshold)
         out = np.zeros(points.shape, dtype=np.uint8)
+        seeds = (pseudo_action_points(points, probs[:, -1], background,
+                                      self.action_seed_threshold)
+                 if self.search_mode == "beam" else points)
         for c in np.flatnonzero(labels > 0):
             mine = np.flatnonzero(points[:, c] > 0)
             if not len(mine):
+                continue
+            plan = None
+            if self.search_mode == "beam":
+                action = seeds[:, c] > 0
+                plan = transcript_and_ranges(action, background | ((seeds.max(1) > 0) & ~action))
+            if plan is not None:
+                out[:, c] = beam_sequence(probs[:, c], *plan, budget=self.search_budget,
+                                          prune=self.search_prune, delta=self.oic_delta)
                 continue
             blocked = background | (points.max(1) > 0)
             for s, e in optimal_sequence(probs[:, c], mine, blocked, self.oic_delta):

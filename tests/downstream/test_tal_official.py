@@ -297,3 +297,44 @@ def test_rskp_post_processing_options():
     found = detect(np.array([0.9, 0.1]), cas, times, ("a", "b"), config)
     assert [(d[0], d[2], d[3]) for d in found] == [("a", 3.0, 5.0)]  # the 1-snippet run is out
     assert detect(np.array([0.3, 0.1]), cas, times, ("a", "b"), config) == []  # no fallback
+
+
+def test_lacp_pseudo_action_points_grow_from_points_while_background_is_low():
+    from downstream.tal.lacp_search import pseudo_action_points
+
+    points = np.zeros((8, 2), dtype=np.uint8)
+    points[3, 0] = 1
+    background_score = np.array([0.05, 0.5, 0.05, 0.2, 0.05, 0.05, 0.9, 0.05])
+    background = np.zeros(8, dtype=bool)
+    background[5] = True  # a background seed stops the growth
+    seeds = pseudo_action_points(points, background_score, background)
+    # left of 3: snippet 2 (0.05) then 1 (0.5) stops; right of 3: 4 (0.05) then 5 (seed) stops
+    assert np.flatnonzero(seeds[:, 0]).tolist() == [2, 3, 4]
+    assert seeds[:, 1].sum() == 0
+
+
+def test_lacp_transcript_and_ranges_follow_the_seeds():
+    from downstream.tal.lacp_search import transcript_and_ranges
+
+    action = np.zeros(12, dtype=bool)
+    action[[4, 5, 9]] = True
+    blocked = np.zeros(12, dtype=bool)
+    blocked[[1, 7, 11]] = True
+    transcript, ranges = transcript_and_ranges(action, blocked)
+    assert transcript == [0, 1, 0, 1, 0]
+    # background up to its last seed, the actions' seeds, the seed between, the end's
+    assert ranges == [(0, 1), (4, 5), (7, 7), (9, 9), (11, 11), (12, 12)]
+    # no background seed before the first action: the action starts the video
+    transcript, ranges = transcript_and_ranges(action, np.isin(np.arange(12), [7, 11]))
+    assert transcript == [1, 0, 1, 0] and ranges[0] == (-1, 5)
+
+
+def test_lacp_beam_search_recovers_the_clear_sequence():
+    from downstream.tal.lacp_search import beam_sequence, transcript_and_ranges
+
+    truth = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0], dtype=np.uint8)
+    scores = np.where(truth == 1, 0.9, 0.1)
+    action = np.isin(np.arange(12), [4, 9])
+    blocked = np.isin(np.arange(12), [1, 7, 11])
+    labels = beam_sequence(scores, *transcript_and_ranges(action, blocked))
+    assert labels.tolist() == truth.tolist()

@@ -96,8 +96,14 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
     from downstream.training import predict_run, train_run
 
     tick = time.perf_counter()
-    results = train_run(task="tal", method=method, features=store, manifest=manifest, out=out,
-                        overrides=overrides, config_path=config_path, progress=False)
+    finished = Path(out, "results.json")
+    if finished.exists():  # --resume: a run that finished before is evaluated, not retrained
+        results, peak = json.loads(finished.read_text()), None
+    else:
+        results = train_run(task="tal", method=method, features=store, manifest=manifest,
+                            out=out, overrides=overrides, config_path=config_path,
+                            progress=False)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's peak
     train_seconds = time.perf_counter() - tick
     epochs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     pred_path = predict_run(out, features=store, manifest=manifest,
@@ -126,7 +132,7 @@ def run_one(method: str, store: str, manifest: str, out: str, overrides: list[st
                "val_average_mAP": results["val_average_mAP"], "best_epoch": results["best_epoch"],
                "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])),
                "train_seconds": train_seconds,
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_rss_mib": peak})
 
 
 def actionness_auc(run: str | Path, store: str, manifest: str) -> dict[str, float]:
@@ -164,6 +170,9 @@ def actionness_auc(run: str | Path, store: str, manifest: str) -> dict[str, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_tal", help="work folder (recreated)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep --out: reuse its features and evaluate its finished runs "
+                             "instead of training them again")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", nargs="+", default=list(METHODS),
                         help="METHOD, METHOD:shared or asl:wave1 (see the module docstring)")
@@ -195,7 +204,8 @@ def main() -> None:
     from downstream.data.synthetic import SyntheticFeatures, thumos_like_manifest, write_store
 
     work = Path(args.out)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.resume:
+        shutil.rmtree(work, ignore_errors=True)
     runs = [(run, *variant(run)) for run in args.runs]
     if args.source == "thumos14-shaped":
         common, spec = list(args.overrides), SyntheticFeatures(**I3D_SHAPED_KW)
@@ -223,7 +233,10 @@ def main() -> None:
             manifest = thumos_like_manifest(num_videos=args.videos, num_classes=args.classes,
                                             seed=seed)
         manifest_dir = write_manifest(manifest, folder / "manifest")
-        store = write_store(manifest, folder / "features.zarr", spec, seed=seed)
+        store = folder / "features.zarr"
+        if not (args.resume and store.exists()):
+            shutil.rmtree(store, ignore_errors=True)
+            write_store(manifest, store, spec, seed=seed)
         for run, method, extra, config_path in runs:
             queue = ctx.Queue()
             proc = ctx.Process(target=run_one, args=(
@@ -234,10 +247,11 @@ def main() -> None:
             proc.join()
             row["seed"], row["method"] = seed, run
             rows.append(row)
-            (work / "rows.jsonl").open("a").write(json.dumps(row) + "\n")
+            with (work / "rows.jsonl").open("a") as rows_file:
+                rows_file.write(json.dumps(row) + "\n")
             print(f"seed {seed} {run}: avg mAP {100 * row['average_mAP']:.1f} "
                   f"(val {100 * row['val_average_mAP']:.1f}, best epoch {row['best_epoch']}), "
-                  f"{row['seconds_per_epoch']:.2f} s/epoch, {row['peak_rss_mib']:.0f} MiB",
+                  f"{row['seconds_per_epoch']:.2f} s/epoch, peak {row['peak_rss_mib']} MiB",
                   flush=True)
     (work / "results.json").write_text(json.dumps({"rows": rows, "overrides": common}, indent=1))
     print()
@@ -275,8 +289,14 @@ def table(rows: list[dict], methods: list[str]) -> str:
                         f"{np.mean([r['selection_auc'] for r in mine]):.2f}"
                         if all("actionness_auc" in r for r in mine) else " | -")
                      + f" | {np.mean([r['seconds_per_epoch'] for r in mine]):.2f}"
-                     + f" | {np.max([r['peak_rss_mib'] for r in mine]):.0f} |")
+                     + f" | {peak_cell([r['peak_rss_mib'] for r in mine])} |")
     return "\n".join(lines)
+
+
+def peak_cell(peaks: list[float | None]) -> str:
+    """The largest peak RSS of the rows that trained in their process ("-": none did)."""
+    measured = [p for p in peaks if p is not None]
+    return f"{max(measured):.0f}" if measured else "-"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 defaults (its official code's settings and post-processing), ``METHOD:shared`` with the shared
 post-processing (``downstream/tal/shared_post.yaml``), ``asl:wave1`` with the settings weakfeat
 used before it followed the official ASL (kernel 3, 256 wide, dropout 0.5, one actionness head,
-beta 0.5, 512-snippet crops, batch 8, weight decay 1e-4, shared post-processing).
+beta 0.5, 512-snippet crops, batch 8, weight decay 1e-4, shared post-processing; as many
+epochs as the official, 100).
 ``--source thumos14-shaped`` makes I3D-shaped features of THUMOS'14's layout: 20 classes,
 2,048-d (1,024 RGB | 1,024 flow with their own directions), one snippet per 16 frames at each
 video's own fps (24 / 25 / 29.97 / 30), 60-250 s videos with 3-15 instances of 1.5-12 s, three

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from data_manifests.config import ConfigError
 from downstream.tal.base import TalModel
 from downstream.tal.layers import Embedding, topk_count, topk_mask, video_cross_entropy
 from downstream.task import Method
@@ -101,8 +102,9 @@ class Asl(TalModel):
         self.f_head = nn.Linear(hidden, num_classes)
         if actionness_heads == "split":
             if feature_dim % 2:
-                raise ValueError(f"asl.actionness_heads=split needs features of an even "
-                                 f"dimension (RGB | flow halves); these have {feature_dim}")
+                raise ConfigError(f"asl.actionness_heads=split needs features of an even "
+                                  f"dimension (RGB | flow halves); these have {feature_dim} "
+                                  "(--set asl.actionness_heads=single)")
             half = feature_dim // 2
             parts = [slice(0, half), slice(half, feature_dim)]
         else:

@@ -86,6 +86,12 @@ class LacpConfig:
     search_prune: float = 0.1  # beam: hypotheses whose running contrast falls below are dropped
     action_seed_threshold: float = 0.1  # beam: pseudo action points need background <= this
 
+    def __post_init__(self) -> None:
+        if self.search_budget < 1 or self.feature_samples < 0 or self.search_every < 1:
+            raise ValueError(f"lacp.search_budget={self.search_budget} and lacp.search_every="
+                             f"{self.search_every} must be >= 1, lacp.feature_samples="
+                             f"{self.feature_samples} >= 0")
+
 
 # ---------------------------------------------------------------------------------------------
 # Pure functions

@@ -53,10 +53,10 @@ class PostprocessConfig:
     max_per_video: int = 200  # keep at most this many segments per video, best first (0: all)
 
     def __post_init__(self) -> None:
-        if (self.upsample < 1 or self.min_length < 1 or self.max_per_video < 0
-                or self.iou_length_offset < 0):
-            raise ValueError("post.upsample and post.min_length must be >= 1, "
-                             "post.max_per_video and post.iou_length_offset >= 0")
+        for key, low in (("upsample", 1), ("min_length", 1), ("max_per_video", 0),
+                         ("iou_length_offset", 0)):
+            if getattr(self, key) < low:
+                raise ValueError(f"post.{key}={getattr(self, key)} must be >= {low}")
         if self.soft_nms_sigma <= 0:
             raise ValueError(f"post.soft_nms_sigma={self.soft_nms_sigma} must be > 0")
 

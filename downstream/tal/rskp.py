@@ -74,6 +74,15 @@ class RskpConfig:
     # gradients of 10 videos per step); "mean": their mean.
     batch_reduction: Literal["sum", "mean"] = "sum"
 
+    def __post_init__(self) -> None:
+        if self.kd_temperature <= 0 or self.memory_slots < 1 or self.memory_warmup_epochs < 0:
+            raise ValueError(f"rskp.kd_temperature={self.kd_temperature} must be > 0, "
+                             f"rskp.memory_slots={self.memory_slots} >= 1 and "
+                             f"rskp.memory_warmup_epochs={self.memory_warmup_epochs} >= 0")
+        for key in ("main_weight", "kd_teacher_memory"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"rskp.{key}={getattr(self, key)} must lie in [0, 1]")
+
 
 # ---------------------------------------------------------------------------------------------
 # Pure functions (Eq. 2-7)

@@ -105,11 +105,12 @@ class StoreDataset(torch.utils.data.Dataset):
     (0 = off) cuts longer videos to that many snippets: a random window when ``random_crop``,
     else the first window. ``resample`` (0 = off) instead resamples every video to exactly that
     many snippets, as ASL's, RSKP's and LACP's official loaders do (:func:`resample_indices`:
-    one random snippet per equal share of the video when ``random_crop``, the first of each share
-    otherwise), with timestamps on the matching uniform grid. ``cache`` keeps each video's features in memory after its first read
-    (turn it off for stores larger than RAM); pass another dataset's ``feature_cache`` dict to
-    share it. ``missing="skip"`` leaves out (with a warning naming them) the videos the store
-    lacks instead of refusing them. Subclasses set :attr:`per_step` and override :meth:`item_keys` / :meth:`targets`.
+    one random snippet per equal share of the video when ``random_crop``, the first of each
+    share otherwise), with timestamps on the matching uniform grid. ``cache`` keeps each video's
+    features in memory after its first read (turn it off for stores larger than RAM); pass
+    another dataset's ``feature_cache`` dict to share it. ``missing="skip"`` leaves out (with a
+    warning naming them) the videos the store lacks instead of refusing them. Subclasses set
+    :attr:`per_step` and override :meth:`item_keys` / :meth:`targets`.
     """
 
     # Targets shaped (T, ...) on the feature grid: windowed with the features and padded in

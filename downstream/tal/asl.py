@@ -22,6 +22,7 @@ snippets; post-processing with class threshold 0.25, the sequence upsampled 24x,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -140,12 +141,10 @@ class Asl(TalModel):
         return torch.softmax(out["video_logits"], dim=1), out["h"], out["actionness"]
 
 
-def build(*, feature_dim: int, num_classes: int, hidden: int = 512, kernel_size: int = 1,
-          dropout: float = 0.0, actionness_heads: str = "split", topk_ratio: int = 8,
-          beta: float = 2 / 3, q: float = 0.7) -> Asl:
-    return Asl(feature_dim=feature_dim, num_classes=num_classes, hidden=hidden,
-               kernel_size=kernel_size, dropout=dropout, actionness_heads=actionness_heads,
-               topk_ratio=topk_ratio, beta=beta, q=q)
+def build(*, feature_dim: int, num_classes: int, **options: Any) -> Asl:
+    """The model with ``options`` over :class:`AslConfig`'s defaults."""
+    return Asl(feature_dim=feature_dim, num_classes=num_classes,
+               **{**dataclasses.asdict(AslConfig()), **options})
 
 
 # layer6ai-labs/ASL, inference_thumos.py and utils/misc_utils.py: the OIC flank is 0.2, not the

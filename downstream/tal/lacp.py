@@ -34,7 +34,6 @@ lacp_search`), the exact per-instance search of :func:`optimal_sequence` an opti
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -281,28 +280,22 @@ def segment_feature(features: torch.Tensor, start: int, end: int, samples: int,
 
 
 class Lacp(TalModel):
-    def __init__(self, *, feature_dim: int, num_classes: int, hidden: int, kernel_size: int,
-                 dropout: float, topk_ratio: int, background_threshold: float,
-                 focal_gamma: float, oic_delta: float, tau: float, search_start_epoch: int,
-                 search_every: int, weight_video: float, weight_point: float,
-                 weight_background: float, weight_score: float, weight_feature: float,
-                 classifier_bias: bool, feature_samples: int, feature_classes: str,
-                 score_loss: str, search: str, search_budget: int, search_prune: float,
-                 action_seed_threshold: float):
+    def __init__(self, *, feature_dim: int, num_classes: int, **options: Any):
         super().__init__()
-        self.num_classes, self.topk_ratio = num_classes, topk_ratio
-        self.background_threshold, self.focal_gamma = background_threshold, focal_gamma
-        self.oic_delta, self.tau = oic_delta, tau
-        self.search_start_epoch, self.search_every = search_start_epoch, search_every
-        self.weights = (weight_video, weight_point, weight_background, weight_score,
-                        weight_feature)
-        self.feature_samples, self.feature_classes = feature_samples, feature_classes
-        self.score_loss = score_loss
-        self.search_mode, self.search_budget, self.search_prune = search, search_budget, search_prune
-        self.action_seed_threshold = action_seed_threshold
-        self.embed = Embedding(feature_dim, hidden, kernel_size, 0.0)
-        self.dropout = nn.Dropout(dropout)  # after the embedding the feature loss reads
-        self.classifier = nn.Linear(hidden, num_classes + 1, bias=classifier_bias)
+        cfg = LacpConfig(**options)  # options over the official defaults, checked there
+        self.num_classes, self.topk_ratio = num_classes, cfg.topk_ratio
+        self.background_threshold, self.focal_gamma = cfg.background_threshold, cfg.focal_gamma
+        self.oic_delta, self.tau = cfg.oic_delta, cfg.tau
+        self.search_start_epoch, self.search_every = cfg.search_start_epoch, cfg.search_every
+        self.weights = (cfg.weight_video, cfg.weight_point, cfg.weight_background,
+                        cfg.weight_score, cfg.weight_feature)
+        self.feature_samples, self.feature_classes = cfg.feature_samples, cfg.feature_classes
+        self.score_loss = cfg.score_loss
+        self.search_mode, self.search_budget = cfg.search, cfg.search_budget
+        self.search_prune, self.action_seed_threshold = cfg.search_prune, cfg.action_seed_threshold
+        self.embed = Embedding(feature_dim, cfg.hidden, cfg.kernel_size, 0.0)
+        self.dropout = nn.Dropout(cfg.dropout)  # after the embedding the feature loss reads
+        self.classifier = nn.Linear(cfg.hidden, num_classes + 1, bias=cfg.classifier_bias)
         self.sampler = np.random.default_rng(0)  # the feature loss's snippet draws
         self.sequences: dict[str, np.ndarray] = {}  # video id -> (T, K) uint8 optimal sequences
 
@@ -444,8 +437,7 @@ class Lacp(TalModel):
 
 def build(*, feature_dim: int, num_classes: int, **options: Any) -> Lacp:
     """The model with ``options`` over :class:`LacpConfig`'s defaults."""
-    return Lacp(feature_dim=feature_dim, num_classes=num_classes,
-                **{**dataclasses.asdict(LacpConfig()), **options})
+    return Lacp(feature_dim=feature_dim, num_classes=num_classes, **options)
 
 
 # Pilhyeon/Learning-Action-Completeness-from-Points: options.py, main.py, config.py, test.py

@@ -7,9 +7,9 @@ half-written checkpoint under the real name), ``predictions/``, ``results.json``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import os
 import socket
 from collections.abc import Iterator
@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from data_manifests import json_text
 from data_manifests.config import ConfigError, dump_config, to_dict
 from data_manifests.errors import UserError
 
@@ -67,6 +68,7 @@ class RunFolder:
                                   "for other changes")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
+        self._remove_dead_temporaries()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.predictions.mkdir(exist_ok=True)
         dump_config(config, self.config_path)
@@ -87,12 +89,18 @@ class RunFolder:
                 log.warning("%s: taking over the lock of %s (another host)", self.path, host)
         atomic_write_text(lock, me + "\n")
 
+    def _remove_dead_temporaries(self) -> None:
+        """Half-written files of a killed trainer (SIGKILL runs no cleanup): the lock is ours,
+        so no live writer of this run can own them."""
+        for folder in (self.path, self.checkpoints):
+            for tmp in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+                log.info("%s: removing %s, left by a killed writer", self.path, tmp.name)
+                tmp.unlink(missing_ok=True)
+
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics record (NaN/inf written as null, so the file stays valid JSON)."""
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                 for k, v in record.items()}
         with self.metrics_path.open("a") as fh:
-            fh.write(json.dumps(clean, sort_keys=True) + "\n")
+            fh.write(json_text.dumps(record, sort_keys=True) + "\n")
 
     def read_metrics(self) -> Iterator[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -102,7 +110,7 @@ class RunFolder:
 
     def write_results(self, results: dict[str, Any], name: str = "results.json") -> Path:
         out = self.path / name
-        atomic_write_text(out, json.dumps(results, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(out, json_text.dumps(results, indent=1, sort_keys=True) + "\n")
         return out
 
 
@@ -131,13 +139,19 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any,
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write to: it replaces ``path`` when the block ends,
+    and is removed when the block fails (a full disk, a kill signal turned into an exception),
+    so that ``path`` is either the old file or the whole new one, and no temporary stays."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def atomic_target(path: str | Path) -> Path:
-    """Temporary sibling of ``path`` to write to, then ``tmp.replace(path)``."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from data_manifests import json_text
 from data_manifests.errors import ReportingGroup
 from data_manifests.run_folder import atomic_write_text
 from pipelines.figures import gather_figures
@@ -76,7 +76,7 @@ def write_outputs(recipe, root: Path, echo=print) -> None:
     """results.json, every table as Markdown and CSV under ROOT/tables (printed), and the
     finished steps' plots under ROOT/figures (with index.md)."""
     results = gather_results(recipe, root)
-    atomic_write_text(root / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(root / "results.json", json_text.dumps(results, indent=1, sort_keys=True) + "\n")
     tables = root / "tables"
     tables.mkdir(exist_ok=True)
     for spec in recipe.tables:

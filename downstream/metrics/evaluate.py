@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from data_manifests import json_text
 from downstream.metrics import EVALUATORS
 from downstream.metrics.errors import MetricInputError
 
@@ -34,7 +34,7 @@ def evaluate(task: str, ground_truth: str | Path, predictions: str | Path,
 
 def to_json(result: dict) -> str:
     """One JSON object; NaN (undefined AP) becomes ``null`` so that the output is valid JSON."""
-    return json.dumps(_finite(result), indent=1)
+    return json_text.dumps(result, indent=1)
 
 
 def format_table(result: dict) -> str:
@@ -57,13 +57,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
     return str(value)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {key: _finite(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(value) for value in obj]
-    return obj

@@ -4,7 +4,6 @@ ActivityNet-style results JSON, mAP at the THUMOS'14 tIoUs (validation selects o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 from tqdm import tqdm
 
+from data_manifests import json_text
 from data_manifests.config import ConfigError
 from data_manifests.run_folder import atomic_write_text
 from data_manifests.schema import Manifest
@@ -103,7 +103,7 @@ class TalTask(Task):
         payload = {"version": "weakfeat-tal", "results": results,
                    "external_data": {"used": False, "details": f"features of {source}"}}
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(out, json_text.dumps(payload, indent=1) + "\n")
         return out
 
 

@@ -29,12 +29,8 @@ def build_model(task: Task, config: Any, model_args: dict[str, Any]) -> TaskMode
 
 
 def save_checkpoint(path: Path, **payload: Any) -> None:
-    tmp = atomic_target(path)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(payload, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write leaves no temporary file behind
 
 
 def load_trained(run_dir: str | Path, checkpoint: Literal["best", "last"] = "best",

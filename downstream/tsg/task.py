@@ -8,7 +8,6 @@ argument (``model_args``), so every checkpoint carries it. Grounding always read
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_manifests import json_text
 from data_manifests.config import ConfigError
 from data_manifests.run_folder import atomic_write_text
 from data_manifests.schema import Manifest
@@ -127,7 +127,7 @@ class TsgTask(Task):
                  "moments": [[round(s, 4), round(e, 4), score] for s, e, score in moments]}
                 for (video_id, k), moments in predictions.items()]
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
+        atomic_write_text(out, json_text.dumps(rows, indent=1) + "\n")
         return out
 
 

@@ -37,6 +37,8 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume
                               views=f"{config.eval.views_t}x{config.eval.views_s}",
                               videos_root=config.data.videos_root, device=config.train.device,
                               plot_videos=config.eval.plot_videos)
+        if result is None:  # a torchrun rank other than 0: rank 0 writes and reports
+            return
         RunFolder(run).write_results(result)
     click.echo(str(run))
 
@@ -58,6 +60,8 @@ def evaluate_command(run_dir: str, manifest: str, split: str, views: str,
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = evaluate_run(run_dir, manifest, split=split, views=views, videos_root=videos_root,
                           device=device)
+    if result is None:  # a torchrun rank other than 0
+        return
     # results.json belongs to the split the run's config evaluates (pipelines gather it); any
     # other split, e.g. `--split train` to see how the model localizes on its own training
     # videos, gets its own file instead of overwriting it.

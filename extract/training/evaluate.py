@@ -70,29 +70,40 @@ def predict_video_views(model, manifest: Manifest, video, spec, *, views_t: int,
 
 def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str = "test",
                  views: str = "10x3", videos_root: str | None = None, device: str = "auto",
-                 plot_videos: int = 3) -> dict:
-    """Evaluate ``run_dir``'s last checkpoint; write predictions/, plots and results.json."""
+                 plot_videos: int = 3) -> dict | None:
+    """Evaluate ``run_dir``'s last checkpoint; write predictions/, plots and results.json.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank predicts its share of the videos, rank 0
+    gathers them, scores, writes and returns the result; the other ranks return None. N
+    processes thus evaluate about N times faster, and only one writes.
+    """
     from downstream.metrics.classification import multilabel_map
     from extract.training import load_trained_backbone
+    from extract.training.loop import runtime_from_env
     from extract.training.plots import plot_training_curves, plot_video_predictions
 
     views_t, views_s = parse_views(views)
+    rt = runtime_from_env(device)
     run = RunFolder(run_dir)
     trained = load_trained_backbone(run_dir)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                       else ("cpu" if device == "auto" else device))
-    model = trained.model.to(dev).eval()
+    model = trained.model.to(rt.device).eval()
     spec = model.input_spec  # the clips the run trained on
     manifest = load_manifest(manifest_path).split(split)
     videos = [v for v in manifest.videos if v.labels]  # Charades: unlabeled videos excluded
     classes = manifest.classes
-    scores, targets, dense = [], [], []
-    for video in tqdm(videos, desc=f"evaluate {split}", dynamic_ncols=True):
-        times, probs = predict_video_views(model, manifest, video, spec, views_t=views_t,
-                                           views_s=views_s, device=dev, videos_root=videos_root)
-        scores.append(probs.mean(axis=0))
-        targets.append(video_targets(video, manifest.class_index).numpy())
-        dense.append((video, times, probs))
+    mine = []
+    for index in tqdm(range(rt.rank, len(videos), rt.world_size), desc=f"evaluate {split}",
+                      dynamic_ncols=True, disable=not rt.main):
+        times, probs = predict_video_views(model, manifest, videos[index], spec,
+                                           views_t=views_t, views_s=views_s, device=rt.device,
+                                           videos_root=videos_root)
+        mine.append((index, times, probs))
+    predicted = _gather_to_main(mine, rt)
+    if not rt.main:
+        return None
+    dense = [(videos[index], times, probs) for index, times, probs in predicted]
+    scores = [probs.mean(axis=0) for _, _, probs in dense]
+    targets = [video_targets(video, manifest.class_index).numpy() for video, _, _ in dense]
     result = multilabel_map(np.stack(scores), np.stack(targets))
     out = {"split": split, "views": f"{views_t}x{views_s}", "num_videos": len(videos),
            "mAP": result["mAP"], "mAP_nanmean": result["mAP_nanmean"], "wAP": result["wAP"],
@@ -113,6 +124,19 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str =
                                class_indices=[manifest.class_index[c] for c in video.labels])
     plot_training_curves(run.path / "plot_training.png", run.read_metrics())
     return out
+
+
+def _gather_to_main(mine: list, rt) -> list:
+    """Every rank's (index, times, probs), in video order, on rank 0 (others get [])."""
+    if rt.world_size == 1:
+        return mine
+    import torch.distributed as dist
+
+    parts: list = [None] * rt.world_size
+    dist.all_gather_object(parts, mine)  # (gather_object is not on every backend)
+    if not rt.main:
+        return []
+    return sorted((item for part in parts for item in part), key=lambda item: item[0])
 
 
 def top_n_success(dense, manifest: Manifest, n: int) -> float:

@@ -66,7 +66,7 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
     (it forces a checkpoint there); used to test exact resumption.
     """
     # ---- setup ---------------------------------------------------------------------------
-    rt = _runtime(config.train.device, config.train.precision)
+    rt = runtime_from_env(config.train.device, config.train.precision)
     run = RunFolder(out)
     _seed_everything(config.train.seed)
 
@@ -334,7 +334,7 @@ def _lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
 # Runtime, checkpoints
 
 
-def _runtime(device: str, precision: str) -> Runtime:
+def runtime_from_env(device: str, precision: str = "fp32") -> Runtime:
     """Device, precision and DDP rank (torchrun sets RANK/WORLD_SIZE/LOCAL_RANK)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -391,15 +391,13 @@ def _save_checkpoint(run: RunFolder, rt: Runtime, config: Stage1Config, step: in
                      model: nn.Module, optimizer, scheduler, scaler, ase: ActionSaliency) -> None:
     if not rt.main:
         return
-    target = run.checkpoints / "last.pt"
-    tmp = atomic_target(target)
     # On the CPU, so that `torch.load` of a GPU run's checkpoint works anywhere without a
     # map_location (resuming moves optimizer state back to its parameters' device).
-    torch.save({"model": _on_cpu(model.state_dict()), "optimizer": _on_cpu(optimizer.state_dict()),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "step": step, "ase": ase.state_dict(), "config": to_dict(config),
-                "rng": _rng_state()}, tmp)
-    tmp.replace(target)
+    state = {"model": _on_cpu(model.state_dict()), "optimizer": _on_cpu(optimizer.state_dict()),
+             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
+             "ase": ase.state_dict(), "config": to_dict(config), "rng": _rng_state()}
+    with atomic_target(run.checkpoints / "last.pt") as tmp:
+        torch.save(state, tmp)
 
 
 def _on_cpu(state: Any) -> Any:

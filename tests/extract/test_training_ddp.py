@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import operator
 import os
 import subprocess
@@ -75,4 +76,58 @@ DDP_SCRIPT = textwrap.dedent("""
     rank = int(os.environ["RANK"])
     torch.save({"model": captured["model"], "ase": captured["ase_obj"].state.clone(),
                 "own_videos": captured["own_videos"]}, f"{out}/rank{rank}.pt")
+""")
+
+
+@pytest.mark.slow
+def test_two_ranks_share_the_evaluation_and_only_rank_0_writes(tmp_path):
+    """Under torchrun each rank predicts its half of the videos; rank 0's result (the only
+    results file) equals a single process's, so N processes evaluate ~N times faster."""
+    from extract.training.evaluate import evaluate_run
+    from extract.training.loop import train
+    from test_training_loop import config
+
+    manifest = write_tiny_dataset(tmp_path / "data", num_videos=8)
+    run = train(config(manifest, "train.epochs=1", "train.device=cpu"), tmp_path / "run")
+    single = evaluate_run(run, manifest, split="train", views="2x1", device="cpu",
+                          plot_videos=0)
+    script = tmp_path / "ddp_eval.py"
+    script.write_text(DDP_EVAL_SCRIPT)
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--standalone", str(script), str(manifest), str(run)],
+        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [json.loads((run / f"seen{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 3 and set(seen[0]).isdisjoint(seen[1])
+    assert not (run / "result1.json").exists()  # rank 1 returned None
+    sharded = json.loads((run / "result0.json").read_text())
+    assert sharded["num_videos"] == single["num_videos"] == 6
+    assert sharded["mAP"] == pytest.approx(single["mAP"], abs=1e-6)
+    assert sharded["ap_per_class"] == pytest.approx(single["ap_per_class"], abs=1e-6)
+
+
+DDP_EVAL_SCRIPT = textwrap.dedent("""
+    import json, os, sys, torch
+    import extract.training.evaluate as evaluate
+
+    torch.set_num_threads(1)
+    manifest, run = sys.argv[1], sys.argv[2]
+    rank = int(os.environ["RANK"])
+    seen, real = [], evaluate.predict_video_views
+
+    def spy(model, manifest, video, *args, **kwargs):
+        seen.append(video.video_id)
+        return real(model, manifest, video, *args, **kwargs)
+
+    evaluate.predict_video_views = spy
+    result = evaluate.evaluate_run(run, manifest, split="train", views="2x1", device="cpu",
+                                   plot_videos=0)
+    with open(f"{run}/seen{rank}.json", "w") as fh:
+        json.dump(seen, fh)
+    if result is not None:
+        with open(f"{run}/result{rank}.json", "w") as fh:
+            json.dump(result, fh)
 """)

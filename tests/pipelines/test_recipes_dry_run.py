@@ -31,7 +31,10 @@ def plans(annotations_root, tmp_path_factory):
     out = {}
     for name in REAL:
         root = tmp_path_factory.mktemp(f"dry-{name}")
-        recipe = load_recipe(name, root, {"annotations": str(annotations_root / name)})
+        params = {"annotations": str(annotations_root / name)}
+        if name == "charades":  # its grounding steps read Charades-STA as well
+            params["sta_annotations_dir"] = str(annotations_root / "charades_sta")
+        recipe = load_recipe(name, root, params)
         out[name] = plan_recipe(recipe, root)
     return out
 
@@ -92,6 +95,49 @@ def test_recipes_pick_the_mode_of_one_config_per_backbone(plans):
                for plan in plans.values() for p in plan.steps
                for c in p.commands if "--config " in c}
     assert len(configs) == 9 and all(c.count("_") == 1 for c in configs)
+
+
+def test_breakfast_stage2_plans_car_and_seg_on_split_1_with_a_held_out_selection_part(plans):
+    plan = plans["breakfast"]
+    stage2 = [p for p in plan.steps if p.step.id.startswith(("car-", "seg-"))]
+    # car: 3 methods x 2 extractors x 3 stores; seg: (MS-TCN, LTContext) x 3 stores, POC x 3
+    # stores x 3 seeds, all on the Inception-I3D stores (Table 5's extractor).
+    assert len(stage2) == 18 + 6 + 9 and not any(p.problems for p in stage2)
+    manifest = plan.step("data").facts["manifest"]
+    for p in stage2:
+        facts = p.facts
+        assert (facts["task"], facts["method"]) == tuple(p.step.id.split("-")[:2])
+        # Split 1: 1,460 train videos, 292 (data.val_fraction 0.2) held out to select on.
+        assert (facts["train_split"], facts["train_videos"], facts["val_videos"]) == (
+            "train", 1168, 292)
+        assert all(f"--manifest {manifest}" in c for c in p.commands[:2])
+        assert "predict: 252 videos (split test)" in p.details
+    assert {p.step.id for p in stage2 if p.step.id.startswith("seg-poc-i3d-weak")} == {
+        "seg-poc-i3d-weak-s0", "seg-poc-i3d-weak-s1", "seg-poc-i3d-weak-s2"}
+    # Car and seg train on what the activities and segments of the manifest give them.
+    videos = load_manifest(manifest).videos
+    assert all(v.activity and v.segments and "SIL" in v.labels for v in videos)
+
+
+def test_charades_grounding_plans_on_charades_sta_whose_videos_the_stores_hold(plans):
+    plan = plans["charades"]
+    sta = plan.step("data-sta")
+    assert not sta.problems and sta.facts["splits"] == {"train": 5338, "test": 1334}
+    grounding = load_manifest(sta.facts["manifest"])
+    # 12,408 train sentences (3 lie outside their video: kept apart), 3,720 test sentences.
+    assert sum(len(v.sentences) for v in grounding.videos if v.split == "train") == 12405
+    assert sum(len(v.sentences) for v in grounding.videos if v.split == "test") == 3720
+    # The stores are exported over the Charades manifest: every grounding video is in them.
+    charades = {v.video_id for v in load_manifest(plan.step("data").facts["manifest"]).videos}
+    assert {v.video_id for v in grounding.videos} <= charades
+    tsg = [p for p in plan.steps if p.step.id.startswith("tsg-")]
+    assert len(tsg) == 3 * 2 * 3 and not any(p.problems for p in tsg)
+    for p in tsg:
+        assert p.facts["task"] == "tsg" and p.facts["method"] in ("cpl", "d3g", "mmn")
+        assert (p.facts["train_videos"], p.facts["val_videos"]) == (4270, 1068)
+        assert f"--manifest {sta.facts['manifest']}" in p.commands[0]
+        assert p.commands[2].endswith(f"--nms 1 --out {p.step.folder(plan.root)}/results.json")
+        assert "predict: 1,334 videos (split test)" in p.details
 
 
 def test_thumos14_localization_trains_on_val_and_selects_on_a_held_out_part(plans):

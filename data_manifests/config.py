@@ -3,11 +3,18 @@
 A stage defines one tree of frozen dataclasses with a comment per field. This module turns
 YAML (plus ``--set a.b=value`` overrides) into that tree and back. Unknown keys are errors
 that name the file and the key; values are checked against the field types.
+
+Numbers are checked the same way everywhere, before a section's own ``__post_init__`` checks:
+every number must be finite and >= 0 (a negative batch size or rate is never meant; a section
+that does take negative values names those fields in ``SIGNED``); the fields a section names in
+``POSITIVE`` (counts, widths, rates) must be > 0; and a field whose name ends in ``dropout``
+is a probability of dropping, in [0, 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -109,6 +116,8 @@ def from_dict(cls: type[T], raw: Mapping[str, Any], source: str = "<config>", pr
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, source, _join(prefix, name))
               for name, value in raw.items()}
+    for name, value in kwargs.items():
+        _check_number(cls, name, value, source, _join(prefix, name))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -170,6 +179,25 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
     if hint is float or hint in (int, str, bool):
         raise ConfigError(f"{source}: {key}={value!r} must be {hint.__name__}")
     return value
+
+
+def _check_number(cls: type, name: str, value: Any, source: str, key: str) -> None:
+    """The range rules of the module docstring for one field's value (numbers, or a tuple's)."""
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_number(cls, name, item, source, f"{key}[{i}]")
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{source}: {key}={value!r} must be a finite number")
+    if value < 0 and name not in getattr(cls, "SIGNED", ()):
+        raise ConfigError(f"{source}: {key}={value!r} must be >= 0")
+    if value <= 0 and name in getattr(cls, "POSITIVE", ()):
+        raise ConfigError(f"{source}: {key}={value!r} must be > 0")
+    if name.endswith("dropout") and value >= 1:
+        raise ConfigError(f"{source}: {key}={value!r} must lie in [0, 1) (a probability of "
+                          "dropping)")
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

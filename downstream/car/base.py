@@ -12,7 +12,7 @@ one-target runs; the other head then stays untrained and its metric means nothin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,8 @@ from downstream.task import TaskModel
 @dataclass(frozen=True)
 class HeadsConfig:
     """The loss weights every car method's config starts with."""
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"hidden"})
 
     action_weight: float = 1.0  # weight of the unit-action BCE (Timeception's "ml" runs: 1)
     activity_weight: float = 1.0  # weight of the activity cross entropy ("sl" runs: 1)

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,9 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class GhrmConfig(HeadsConfig):
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "channels", "hidden", "layers", "num_steps", "relations", "window"})
     num_steps: int = 64  # segments the clip sequence is sampled to (as Timeception)
     channels: int = 512  # node feature width
     relations: int = 4  # basic relations K (one graph each); must divide channels

@@ -44,7 +44,7 @@ Deliberate differences and interpretations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,9 @@ MULTISCALE = {"dilation": ((3, 1), (3, 2), (3, 3)),  # (kernel, dilation) of bra
 
 @dataclass(frozen=True)
 class TimeceptionConfig(HeadsConfig):
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "expansion", "groups", "hidden", "layers", "num_steps"})
     num_steps: int = 64  # timesteps the clip sequence is sampled to (tc3_f512: 64)
     layers: int = 3  # Timeception layers (tc3_f512: 3)
     groups: int = 8  # channel groups per layer (official: D / 128 = 8 on I3D)

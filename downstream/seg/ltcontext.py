@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,10 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class LtcontextConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "dilation_factor", "dim_reduction", "long_term", "model_dim", "num_heads", "num_layers",
+        "num_stages", "window"})
     num_stages: int = 4  # stages (1 prediction + refinements); Breakfast yaml NUM_STAGES
     num_layers: int = 9  # LTContext blocks per stage (conv dilations 2^0 .. 2^(L-1))
     model_dim: int = 64  # channels of stage 1 (MODEL_DIM)

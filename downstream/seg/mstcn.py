@@ -20,7 +20,7 @@ the official choice).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,8 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class MstcnConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"num_f_maps", "num_layers", "num_stages"})
     num_stages: int = 4  # stages (1 prediction + refinements)
     num_layers: int = 10  # dilated residual layers per stage (dilations 1 .. 2^(L-1))
     num_f_maps: int = 64  # channels inside a stage

@@ -70,7 +70,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,9 @@ OUT_OF_SET = 1e4  # decoding lowers the scores of classes outside the predicted 
 
 @dataclass(frozen=True)
 class PocConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "dilations", "hidden_size", "norm_groups", "thres_hidden", "thres_layers"})
     hidden_size: int = 128  # backbone width H (wavenet.hidden_size)
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)  # dilated residual layers (output_level 5)
     pool_after: tuple[int, ...] = (1, 2, 4)  # max-pool by 2 after these layers: T' = T / 8

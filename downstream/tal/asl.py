@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -37,6 +37,8 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class AslConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"hidden", "kernel_size", "q", "topk_ratio"})
     hidden: int = 512  # width of F's and G's hidden layers (official: 512)
     kernel_size: int = 1  # temporal kernel of both embeddings (official: 1, per snippet)
     dropout: float = 0.0  # dropout after each embedding (official: none)

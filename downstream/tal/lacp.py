@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -52,6 +52,10 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class LacpConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "feature_samples", "hidden", "kernel_size", "search_budget", "search_every",
+        "topk_ratio"})
     hidden: int = 2048  # embedding width (official: 2048)
     kernel_size: int = 3  # temporal kernel of the embedding conv (official: 3)
     dropout: float = 0.7  # dropout before the classifier (official: 0.7)

@@ -10,7 +10,7 @@ softmax.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +22,8 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class MilConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"hidden", "kernel_size", "topk_ratio"})
     hidden: int = 256  # embedding width
     kernel_size: int = 3  # temporal kernel of the embedding conv
     dropout: float = 0.5  # dropout after the embedding

@@ -37,7 +37,7 @@ model/losses.py, processor.py, evaluation/eval.py, options.py), which is also th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,10 @@ from downstream.task import Method
 
 @dataclass(frozen=True)
 class RskpConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "em_iterations", "hidden", "kd_temperature", "kernel_size", "memory_slots", "num_bases",
+        "scale", "topk_ratio"})
     hidden: int = 2048  # embedding width (official: 2048)
     kernel_size: int = 1  # temporal kernel of the embedding (official: 1, a linear layer)
     dropout: float = 0.6  # dropout after the embedding (official: 0.6)

@@ -14,7 +14,7 @@ import functools
 import typing
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from data_manifests.config import ConfigError, load_config
 
@@ -58,6 +58,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "adam_beta2", "adam_eps", "lr_gamma", "warmup_init_lr"})
     epochs: int = 30  # passes over the training items
     batch_size: int = 8  # items per step (padded to the longest, masked)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # torch.optim.Adam / AdamW / SGD

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,10 @@ from downstream.tsg.text import MINILM_DIM, Vocabulary, minilm_word_vectors
 
 @dataclass(frozen=True)
 class CplConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "decoder_layers1", "decoder_layers2", "hidden", "mask_divisor", "max_epoch",
+        "max_words", "num_frames", "num_heads", "num_props", "props_stride", "sigma", "word_dim"})
     text_encoder: Literal["embedding", "minilm"] = "embedding"  # word vectors (docstring)
     word_dim: int = 300  # learned word vectors (GloVe's width); embedding only
     num_frames: int = 200  # max_num_frames: positions the clips are resampled to

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,11 @@ from downstream.tsg.text import Vocabulary, build_sentence_encoder
 
 @dataclass(frozen=True)
 class D3gConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "dga_window", "hidden", "joint_dim", "kernel_size", "num_clips", "num_layers",
+        "num_pre_clips", "pool_kernel", "pooling_counts", "predictor_hidden", "sigma", "tau",
+        "text_hidden", "topk", "word_dim"})
     text_encoder: Literal["gru", "minilm"] = "gru"  # see downstream.tsg.text
     word_dim: int = 300  # learned word embeddings (GloVe's width); gru only
     text_hidden: int = 256  # GRU width per direction; gru only

@@ -41,7 +41,7 @@ Deliberate differences and interpretations:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,11 @@ from downstream.tsg.text import Vocabulary, build_sentence_encoder
 
 @dataclass(frozen=True)
 class MmnConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "hidden", "joint_dim", "kernel_size", "num_clips", "num_layers", "num_positive",
+        "num_pre_clips", "pool_kernel", "pooling_counts", "predictor_hidden", "tau_sentence",
+        "tau_video", "text_hidden", "word_dim"})
     text_encoder: Literal["gru", "minilm"] = "gru"  # see the module docstring
     word_dim: int = 300  # learned word embeddings (GloVe's width); gru only
     text_hidden: int = 256  # GRU width per direction (sentence features: 2x); gru only

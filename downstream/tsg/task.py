@@ -35,6 +35,8 @@ IOU = (0.5, 0.7)  # IoU thresholds of Charades-STA
 
 @dataclass(frozen=True)
 class TsgPostConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"batch_size"})
     # Greedy NMS of each sentence's ranked moments (MMN's TEST.NMS_THRESH, also applied when
     # scoring); 1 keeps every moment (CPL's protocol).
     nms_threshold: float = 0.5

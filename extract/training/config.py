@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from data_manifests.config import ConfigError, load_config
 
@@ -35,6 +35,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({
+        "crop_size", "frame_stride", "num_frames", "short_side"})
     backbone: str = "x3d-tiny"  # a name of extract.backbones.BACKBONES
     # None | "kinetics400" | path to a checkpoint (e.g. a `source`-preset run's last.pt)
     pretrained: str | None = None
@@ -46,6 +49,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AdaptFocusConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"naive_clips", "theta"})
     theta: float = 0.75  # actionness threshold a_hat = theta * a (paper 4.1)
     # the weighting function W: Eq. 5 (exponential) or Appendix S1.5 (Eq. S1-S3)
     weighting: Literal["exponential", "constant", "linear", "logarithmic"] = "exponential"
@@ -64,6 +69,8 @@ class AdaptFocusConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    # numbers that must be > 0 (every other must be >= 0: data_manifests.config)
+    POSITIVE: ClassVar[frozenset[str]] = frozenset({"lr"})
     name: Literal["adamw", "sgd"] = "adamw"  # optimizer
     lr: float = 1e-3  # peak learning rate (of the classifier head)
     # The pretrained trunk's learning rate is lr * backbone_lr_scale. Below 1 the fine-tune keeps

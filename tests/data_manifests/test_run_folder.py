@@ -33,10 +33,9 @@ def test_a_live_trainers_lock_is_refused_and_a_dead_ones_taken_over(tmp_path):
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "last.pt"
     target.write_text("old")
-    with pytest.raises(OSError):
-        with atomic_target(target) as tmp:
-            tmp.write_text("half")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError), atomic_target(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     atomic_write_text(target, "new")

@@ -213,7 +213,7 @@ def ordered(tmp_path_factory):
 LEARN = {"mlp": ["train.epochs=40", "train.lr=0.01", "train.batch_size=8"],
          "timeception": ["train.epochs=40", "train.lr=0.01", "train.batch_size=8",
                          "timeception.dropout=0.0", "timeception.dropout_hidden=0.0"],
-         "ghrm": ["train.epochs=50", "train.lr=0.003", "train.batch_size=8",
+         "ghrm": ["train.epochs=80", "train.lr=0.003", "train.batch_size=8",
                   "ghrm.dropout_head=0.0", "ghrm.dropout_hidden=0.0"]}
 
 

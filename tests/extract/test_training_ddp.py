@@ -83,9 +83,10 @@ DDP_SCRIPT = textwrap.dedent("""
 def test_two_ranks_share_the_evaluation_and_only_rank_0_writes(tmp_path):
     """Under torchrun each rank predicts its half of the videos; rank 0's result (the only
     results file) equals a single process's, so N processes evaluate ~N times faster."""
+    from test_training_loop import config
+
     from extract.training.evaluate import evaluate_run
     from extract.training.loop import train
-    from test_training_loop import config
 
     manifest = write_tiny_dataset(tmp_path / "data", num_videos=8)
     run = train(config(manifest, "train.epochs=1", "train.device=cpu"), tmp_path / "run")

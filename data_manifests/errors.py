@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -44,8 +45,10 @@ def reported() -> Iterator[None]:
     """Run the body; a user error leaves as ``click.ClickException(message)``."""
     try:
         yield
-    except (UserError, *USER_OS_ERRORS) as exc:
+    except UserError as exc:
         raise click.ClickException(str(exc)) from exc
+    except USER_OS_ERRORS as exc:
+        raise click.ClickException(_path_message(exc)) from exc
     except OSError as exc:
         if exc.errno not in FULL_DISK_ERRNOS:
             raise
@@ -53,3 +56,25 @@ def reported() -> Iterator[None]:
         raise click.ClickException(
             f"{exc.strerror or 'no space left'}{where}: free space (or raise the limit) and run "
             "the command again; finished work is kept") from exc
+
+
+def _path_message(exc: OSError) -> str:
+    """``PATH: what is wrong with it`` for an OS error about a user's path (no "[Errno N]")."""
+    if exc.filename is None:
+        return str(exc)
+    path = str(exc.filename)
+    if isinstance(exc, NotADirectoryError) or (
+            isinstance(exc, FileExistsError) and not Path(path).is_dir()
+            and Path(path).exists() and exc.filename2 is None and _made_as_folder(exc)):
+        return f"{path}: a file stands where a folder is needed (choose another path)"
+    reason = {FileNotFoundError: "not found", FileExistsError: "already exists",
+              IsADirectoryError: "is a folder, a file is needed"}.get(type(exc), exc.strerror)
+    return f"{path}: {reason}"
+
+
+def _made_as_folder(exc: OSError) -> bool:
+    """Whether ``exc`` came from making a folder (mkdir of a path that is a file)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == "mkdir"

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,36 @@ class RunFolder:
         return out
 
 
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be read (truncated, empty, not a checkpoint)."""
+
+
+def read_checkpoint(path: str | Path, *, needs: tuple[str, ...] = (), map_location: Any = "cpu",
+                    weights_only: bool = False) -> dict[str, Any]:
+    """``torch.load`` of a run's checkpoint; a damaged file or one without the ``needs`` keys
+    is a one-line :class:`CheckpointError` naming the file (torch's own message is a page, and
+    an empty file raises EOFError, which click shows as a bare "Aborted!")."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({path.stat().st_size} bytes;"
+                              f" {reason[:120]}); restore it, or delete the run folder to start "
+                              "again") from exc
+    missing = [key for key in needs if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        raise CheckpointError(f"{path}: not a weakfeat checkpoint (no {', '.join(missing)})")
+    return saved
+
+
 class RunInUseError(UserError):
     """Another live process is training into the run folder."""
 
@@ -136,6 +167,22 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any,
             out.update(config_changes(old.get(key), new.get(key), f"{prefix}{key}."))
         return out
     return {} if old == new else {prefix.rstrip("."): (old, new)}
+
+
+@contextlib.contextmanager
+def new_run_or_nothing(out: str | Path) -> Iterator[None]:
+    """Run a training command that makes the run folder ``out``: if the command fails before
+    its first checkpoint (bad data found while reading, a mistake, Ctrl-C) and ``out`` did not
+    exist before, the folder is removed, so the corrected command starts cleanly instead of
+    being told to pass --resume. A folder that existed, or holds a checkpoint, is kept."""
+    out = Path(out)
+    existed = out.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and out.is_dir() and not any((out / "checkpoints").glob("*.pt")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -22,11 +22,13 @@ from downstream.tasks import TASKS
 def train_command(task, method, features, manifest, out, config_path, overrides, resume,
                   progress) -> None:
     """Train METHOD of TASK (tal, seg, ...) on a feature store; selects on validation."""
+    from data_manifests.run_folder import new_run_or_nothing
     from downstream.training import result_line, train_run
 
-    results = train_run(task=task, method=method, features=features, manifest=manifest,
-                        out=out, overrides=overrides, config_path=config_path, resume=resume,
-                        progress=progress)
+    with new_run_or_nothing(out):
+        results = train_run(task=task, method=method, features=features, manifest=manifest,
+                            out=out, overrides=overrides, config_path=config_path,
+                            resume=resume, progress=progress)
     click.echo(result_line(results, out))
 
 

@@ -22,7 +22,7 @@ def build_manifest(dataset: str, annotations_dir: str | Path, out_dir: str | Pat
     ``options`` go to the dataset's converter (e.g. ``split_index=2`` for breakfast).
     """
     if dataset not in CONVERTERS:
-        raise KeyError(f"unknown dataset {dataset!r}; known: {sorted(CONVERTERS)}")
+        raise ManifestError(f"unknown dataset {dataset!r}; known: {sorted(CONVERTERS)}")
     _refuse_other_dataset(Path(out_dir), dataset)
     kept_apart: list[KeptApart] = []
     meta, videos = CONVERTERS[dataset](

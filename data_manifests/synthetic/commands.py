@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 import yaml
 
-from data_manifests.config import ConfigError
 from data_manifests.schema import load_manifest
 from data_manifests.synthetic.summary import summarize, summary_paragraph
 
@@ -32,11 +31,8 @@ def synth(preset: str, out_dir: str, seed: int, num_videos: int | None, sets: tu
         overrides[key.strip()] = yaml.safe_load(value)
     from data_manifests.synthetic.generate import generate_benchmark  # heavy: av, numpy
 
-    try:
-        out = generate_benchmark(preset, out_dir, seed=seed, num_videos=num_videos,
-                                 overrides=overrides, progress=not no_progress)
-    except (KeyError, ValueError, FileExistsError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    out = generate_benchmark(preset, out_dir, seed=seed, num_videos=num_videos,
+                             overrides=overrides, progress=not no_progress)
     click.echo(summary_paragraph(summarize(load_manifest(out)), str(out)))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data_manifests.config import to_dict
+from data_manifests.config import ConfigError, to_dict
 from data_manifests.schema import (
     Manifest,
     ManifestMeta,
@@ -76,7 +76,7 @@ def resolve_spec(preset: str | SynthSpec, overrides: Mapping[str, Any] | None = 
 
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise KeyError(f"unknown synthetic preset {preset!r}; known: {sorted(PRESETS)}")
+            raise ConfigError(f"unknown synthetic preset {preset!r}; known: {sorted(PRESETS)}")
         spec = PRESETS[preset]
     else:
         spec = preset
@@ -90,7 +90,7 @@ def split_counts(spec: SynthSpec, total: int) -> list[int]:
     """``total`` videos divided in the spec's train/val/test proportions; a split the spec
     has keeps at least one video when ``total`` allows."""
     if total < 1:
-        raise ValueError(f"--videos must be >= 1, got {total}")
+        raise ConfigError(f"--videos must be >= 1, got {total}")
     weights = np.asarray(spec.videos_per_split, dtype=float)
     counts = np.floor(weights / weights.sum() * total).astype(int)
     if total >= np.count_nonzero(weights):

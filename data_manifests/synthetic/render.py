@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_manifests.config import ConfigError
+
 # Shapes as unions of convex polygons, vertices clockwise on screen (y down), unit size ~1.
 # None is rotationally symmetric beyond 90 degrees, so spinning is visible on every actor.
 SHAPES: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
@@ -88,7 +90,7 @@ def render_background(scene: Scene, texture: str, size: int) -> np.ndarray:
         r = np.hypot(x - 0.5, y - 0.5)
         pattern = np.sin(2 * np.pi * scene.texture_freq * r + scene.texture_angle)
     else:
-        raise ValueError(f"unknown texture family {texture!r}; known: stripes, checker, rings")
+        raise ConfigError(f"unknown texture family {texture!r}; known: stripes, checker, rings")
     lum = pattern[..., None] * scene.texture_contrast
     return (np.asarray(scene.color)[None, None, :] + lum).astype(np.float32)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from data_manifests.config import from_dict
-from data_manifests.run_folder import RunFolder, atomic_target
+from data_manifests.run_folder import RunFolder, atomic_target, read_checkpoint
 from downstream.task import Task, TaskModel
 from downstream.tasks import get_task
 from downstream.training.config import config_class
@@ -46,7 +46,7 @@ def load_trained(run_dir: str | Path, checkpoint: Literal["best", "last"] = "bes
     else:
         raise FileNotFoundError(f"{run.path}: no checkpoints/{' or '.join(names)} (was it "
                                 "trained with `weakfeat downstream train`?)")
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = read_checkpoint(path, map_location=device, needs=("config", "model", "model_args"))
     task = get_task(ckpt.get("task", "tal"))
     config = from_dict(config_class(task), ckpt["config"], source=str(path))
     model = build_model(task, config, ckpt["model_args"])

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from data_manifests.config import to_dict
-from data_manifests.run_folder import RunFolder
+from data_manifests.run_folder import RunFolder, read_checkpoint
 from data_manifests.schema import Manifest, load_manifest
 from downstream.data.batches import GroupBatches, VideoBatches
 from downstream.data.splits import split_ids
@@ -157,7 +157,8 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
     state = TrainState()
     last = run.checkpoints / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+        ckpt = read_checkpoint(last, map_location=device,
+                               needs=("model", "optimizer", "scheduler"))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

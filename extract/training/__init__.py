@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
+
+from data_manifests.run_folder import read_checkpoint
 
 
 @dataclass
@@ -34,7 +35,7 @@ def load_trained_backbone(run_dir: str | Path) -> TrainedBackbone:
         path = path / "checkpoints" / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a stage-1 run folder?)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = read_checkpoint(path, needs=("config", "model"))
     config = saved["config"]
     name = config["model"]["backbone"]
     num_classes = int(saved["model"]["head.weight"].shape[0])

@@ -19,7 +19,7 @@ COMMANDS: list[click.Command] = []
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume: bool) -> None:
     """Train a backbone on long videos; writes config.yaml, checkpoints/, metrics.jsonl."""
-    from data_manifests.run_folder import RunFolder
+    from data_manifests.run_folder import RunFolder, new_run_or_nothing
     from extract.training.config import load_stage1_config
     from extract.training.evaluate import evaluate_run
     from extract.training.loop import train
@@ -27,7 +27,8 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_stage1_config(config_path, overrides)
-        run = train(config, out, resume=resume)
+        with new_run_or_nothing(out):
+            run = train(config, out, resume=resume)
     # A diverging loss is the settings' fault, not a bug: its message names the fix. (The
     # project's own errors become one-line messages at the root command, data_manifests.errors.)
     except FloatingPointError as exc:

@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_manifests.config import ConfigError, to_dict
-from data_manifests.run_folder import RunFolder, atomic_target
-from data_manifests.schema import Manifest, load_manifest
+from data_manifests.run_folder import RunFolder, atomic_target, read_checkpoint
+from data_manifests.schema import Manifest, ManifestError, load_manifest
+from data_manifests.validate_videos import validate_videos
 from extract.adaptfocus import ActionSaliency, adaptfocus_loss, bce_loss, clip_mask, weighting
 from extract.training.config import Stage1Config
 from extract.training.data import (
@@ -71,7 +72,9 @@ def train(config: Stage1Config, out: str | Path, *, resume: bool = False,
     _seed_everything(config.train.seed)
 
     # ---- data ----------------------------------------------------------------------------
-    manifest = load_manifest(config.data.manifest).split(config.data.train_split)
+    everything = load_manifest(config.data.manifest)
+    manifest = everything.split(config.data.train_split)
+    _check_videos(everything, config)
     if config.train.mode == "full":
         require_segments(manifest)
     classes = manifest.classes
@@ -275,6 +278,22 @@ def _naive_estimate(ase: ActionSaliency, model: nn.Module, manifest: Manifest, s
         ase.set_naive(index, times, probs)
 
 
+def _check_videos(manifest: Manifest, config: Stage1Config) -> None:
+    """Refuse, before the run starts, videos of the trained or evaluated split that are missing
+    or cannot be opened (a header probe: ~1 ms a video), instead of failing hours later."""
+    splits = {config.data.train_split, config.eval.split} - {""}
+    subset = Manifest(manifest.meta, tuple(v for v in manifest.videos if v.split in splits),
+                      manifest.root)
+    problems = [p for p in validate_videos(subset, config.data.videos_root, decode=False)
+                if p.kind != "duration"]
+    if problems:
+        shown = "; ".join(f"{p.video_id} ({p.message})" for p in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ManifestError(manifest.root or config.data.manifest, None, "videos",
+                            f"{len(problems)} video(s) of split(s) {sorted(splits)} cannot be "
+                            f"read: {shown}{more}; `weakfeat data validate` lists every problem")
+
+
 def _check_finite(loss: Tensor, step: int, epoch: int, video_index: Tensor, manifest: Manifest,
                   rt: Runtime) -> None:
     bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=rt.device)
@@ -413,7 +432,8 @@ def _on_cpu(state: Any) -> Any:
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler,
                      ase: ActionSaliency) -> int:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = read_checkpoint(path, weights_only=True,
+                            needs=("model", "optimizer", "scheduler", "scaler", "step", "ase"))
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])

@@ -121,7 +121,10 @@ def from_dict(cls: type[T], raw: Mapping[str, Any], source: str = "<config>", pr
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {prefix or cls.__name__}: {exc}") from exc
+        text = str(exc)
+        if prefix and text.split("=", 1)[0] in fields:  # "hidden=7 ..." -> "cpl.hidden=7 ..."
+            raise ConfigError(f"{source}: {prefix}.{text}") from exc
+        raise ConfigError(f"{source}: {prefix or cls.__name__}: {text}") from exc
 
 
 def to_dict(config: Any) -> dict[str, Any]:

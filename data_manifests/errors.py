@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,20 @@ USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADir
 # machine's state, not a bug. Every writer commits atomically (staging + rename), so what was
 # finished is kept and a re-run (``--resume`` where the command has it) continues.
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def full_disk_names(path: str | Path) -> Iterator[None]:
+    """Writing ``path``: a full disk or file-size limit becomes ``OSError(errno, strerror,
+    path)``, so that its one-line message names the file (a ``write()``'s error names none, and
+    zarr and HDF5 report it as library text with "errno = 28" inside); other errors pass."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        for code in FULL_DISK_ERRNOS:
+            if getattr(exc, "errno", None) == code or f"errno = {code}," in str(exc):
+                raise OSError(code, os.strerror(code), str(path)) from exc
+        raise
 
 
 class ReportingGroup(click.Group):

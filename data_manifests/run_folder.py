@@ -21,7 +21,7 @@ import yaml
 
 from data_manifests import json_text
 from data_manifests.config import ConfigError, dump_config, to_dict
-from data_manifests.errors import UserError
+from data_manifests.errors import UserError, full_disk_names
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,21 @@ class CheckpointError(UserError):
     """A checkpoint file that cannot be read (truncated, empty, not a checkpoint)."""
 
 
+def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` of ``payload`` to ``path``, atomically. Serialized in memory first: torch's
+    own file writer turns a full disk into a RuntimeError without the errno ("unexpected pos"),
+    while a plain write raises the OSError (ENOSPC / EFBIG, with the file) that every command
+    reports in one line; and a failed write leaves the previous checkpoint in place."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+
+
 def read_checkpoint(path: str | Path, *, needs: tuple[str, ...] = (), map_location: Any = "cpu",
                     weights_only: bool = False) -> dict[str, Any]:
     """``torch.load`` of a run's checkpoint; a damaged file or one without the ``needs`` keys
@@ -198,7 +213,8 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        yield tmp
-        tmp.replace(path)
+        with full_disk_names(path):  # a failed write() names no file
+            yield tmp
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

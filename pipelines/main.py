@@ -9,12 +9,14 @@ from data_manifests.errors import ReportingGroup
 from downstream.cli import downstream
 from extract.cli import extract
 from pipelines.cli import pipelines
+from pipelines.runner import end_with_runner
 
 
 @click.group(cls=ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """weakfeat: weakly supervised long-video features (AdaptFocus) and downstream tasks."""
+    end_with_runner()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -247,6 +247,29 @@ class _InThisThread:
         pass
 
 
+# Set for every step process: the runner's pid (see end_with_runner).
+RUNNER_PID_VARIABLE = "WEAKFEAT_RUNNER_PID"
+
+
+def end_with_runner() -> None:
+    """Called first by every ``weakfeat`` command: in a step process of a runner, ask the
+    kernel (Linux prctl PR_SET_PDEATHSIG) to send this process SIGTERM when the runner dies, even
+    by SIGKILL, which runs no Python; so no step trains on as an orphan, and a re-run does not
+    meet its run folder's lock. A runner already gone before the request ends the step now."""
+    runner_pid = os.environ.get(RUNNER_PID_VARIABLE)
+    if not runner_pid or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(runner_pid):
+        sys.exit(f"the pipeline runner (pid {runner_pid}) has ended; this step stops with it")
+
+
 class _Processes:
     """The step processes now running (from any thread), so that Ctrl-C can end them all."""
 
@@ -261,6 +284,7 @@ class _Processes:
         with self._lock:  # no process may start after stop() has looked at the live ones
             if self._stopping:
                 return None
+            env = {**(os.environ if env is None else env), RUNNER_PID_VARIABLE: str(os.getpid())}
             process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
             self._live.add(process)
         returncode = process.wait()  # an interrupt here leaves it in _live, for stop()

@@ -92,8 +92,10 @@ class LtcontextConfig:
                              "num_heads must be >= 1")
         for dim in (self.model_dim, int(self.model_dim // self.dim_reduction)):
             if dim < 2 or (dim // 2) % self.num_heads:
-                raise ValueError(f"ltcontext: half of every stage width ({dim}) must be a "
-                                 f"positive multiple of num_heads={self.num_heads}")
+                raise ValueError(f"model_dim={self.model_dim} with dim_reduction="
+                                 f"{self.dim_reduction} gives a stage width of {dim}; half of "
+                                 f"every stage width must be a positive multiple of num_heads="
+                                 f"{self.num_heads}")
 
 
 def _pad_steps(x: torch.Tensor, left: int, right: int) -> torch.Tensor:

@@ -111,7 +111,7 @@ class PocConfig:
         bad = [i for i in self.pool_after if not 0 <= i < len(self.dilations)]
         if bad:
             raise ValueError(f"poc.pool_after={self.pool_after}: layers {bad} do not exist "
-                             f"(there are {len(self.dilations)})")
+                             f"(poc.dilations={self.dilations} makes {len(self.dilations)})")
 
 
 # ---- losses of one video (pure functions) -----------------------------------------------------

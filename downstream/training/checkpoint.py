@@ -13,10 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from data_manifests.config import from_dict
-from data_manifests.run_folder import RunFolder, atomic_target, read_checkpoint
+from data_manifests.run_folder import RunFolder, read_checkpoint
 from downstream.task import Task, TaskModel
 from downstream.tasks import get_task
 from downstream.training.config import config_class
@@ -26,11 +24,6 @@ def build_model(task: Task, config: Any, model_args: dict[str, Any]) -> TaskMode
     """The method named by ``config.method`` with its own config section as arguments."""
     method = task.methods[config.method]
     return method.build(**model_args, **dataclasses.asdict(getattr(config, config.method)))
-
-
-def save_checkpoint(path: Path, **payload: Any) -> None:
-    with atomic_target(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def load_trained(run_dir: str | Path, checkpoint: Literal["best", "last"] = "best",

@@ -29,13 +29,13 @@ import torch
 from tqdm import tqdm
 
 from data_manifests.config import to_dict
-from data_manifests.run_folder import RunFolder, read_checkpoint
+from data_manifests.run_folder import RunFolder, read_checkpoint, write_checkpoint
 from data_manifests.schema import Manifest, load_manifest
 from downstream.data.batches import GroupBatches, VideoBatches
 from downstream.data.splits import split_ids
 from downstream.data.store_dataset import open_features, require_annotations
 from downstream.tasks import get_task
-from downstream.training.checkpoint import build_model, save_checkpoint
+from downstream.training.checkpoint import build_model
 from downstream.training.config import check_device, load_run_config
 
 log = logging.getLogger(__name__)
@@ -209,16 +209,17 @@ def train_run(*, task: str, method: str, features: Any, manifest: str | Path | M
             if score > state.best_score or (state.best_epoch < 0 and not math.isnan(score)):
                 state.best_score, state.best_epoch = score, state.epoch
                 line += " (best)"
-                save_checkpoint(run.checkpoints / "best.pt", model=model.state_dict(),
-                                state=dataclasses.asdict(state), **meta)
+                write_checkpoint(run.checkpoints / "best.pt", {
+                    "model": model.state_dict(), "state": dataclasses.asdict(state), **meta})
         if progress:
             tqdm.write(line)
         run.log(record)
-        save_checkpoint(last, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), state=dataclasses.asdict(state),
-                        updates=updates.state_dict() if updates is not None else None,
-                        rng={"torch": torch.get_rng_state(), "loader": generator.get_state(),
-                             "crops": train_set.rng.bit_generator.state}, **meta)
+        write_checkpoint(last, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "state": dataclasses.asdict(state),
+            "updates": updates.state_dict() if updates is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state(),
+                    "crops": train_set.rng.bit_generator.state}, **meta})
 
     # Save
     results = {"task": task_.name, "method": method, "metric": task_.metric,

@@ -63,10 +63,12 @@ def check_geometry(*, num_pre_clips: int, num_clips: int, pool_kernel: int,
     if (kernel_size - 1) * num_layers % 2:
         raise ValueError(f"(kernel_size - 1) * num_layers = {(kernel_size - 1) * num_layers} "
                          "must be even for the map to keep its size")
+    if not pooling_counts:
+        raise ValueError("pooling_counts=() must list at least one count (the official: 15)")
     offset, stride = 0, 1
     for count in pooling_counts:
         offset, stride = offset + count * stride, stride * 2
-    if not pooling_counts or min(pooling_counts) < 1 or offset > num_clips - 1:
+    if min(pooling_counts) < 1 or offset > num_clips - 1:
         raise ValueError(f"pooling_counts={tuple(pooling_counts)} reaches diagonal {offset} of a "
                          f"{num_clips} x {num_clips} map (at most {num_clips - 1})")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from data_manifests.errors import full_disk_names
 from extract.store.layout import VIDEOS_DIR
 
 ROOT_FILE = "store.json"
@@ -49,13 +51,19 @@ class Hdf5Backend:
                     attrs: dict[str, Any], *, codec: str) -> None:
         """Write one video's file at ``target`` (a staging path); ``complete`` goes last."""
         rows = max(1, min(features.shape[0], CHUNK_BYTES // (features.shape[1] * features.itemsize)))
-        with h5py.File(target, "w") as fh:
+        # Built in memory, then written with a plain write: HDF5 writing to a full disk reports
+        # a page of library text and can crash the interpreter at exit (a segfault when its
+        # objects are freed), while a plain write raises one OSError naming the file.
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as fh:
             fh.create_dataset("features", data=features, chunks=(rows, features.shape[1]),
                               **CODECS[codec])
             fh.create_dataset("timestamps", data=timestamps)
             for key, value in attrs.items():
                 fh.attrs[key] = value
             fh.attrs["complete"] = True
+        with full_disk_names(target):  # a write's error names no file
+            target.write_bytes(buffer.getbuffer())
 
     @staticmethod
     def commit(staged: Path, final: Path) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
+from data_manifests.errors import full_disk_names
 from extract.store.layout import VIDEOS_DIR
 
 # Codec name -> zarr v3 compressors. "zstd" (level 3) is the default: on feature-like data it
@@ -53,13 +54,14 @@ class ZarrBackend:
     def write_video(target: Path, features: np.ndarray, timestamps: np.ndarray,
                     attrs: dict[str, Any], *, codec: str) -> None:
         """Write one video's group at ``target`` (a staging path); ``complete`` goes last."""
-        group = zarr.create_group(store=LocalStore(target), attributes=attrs)
-        rows = chunk_rows(features.shape[0], features.shape[1] * features.itemsize)
-        group.create_array("features", data=features, chunks=(rows, features.shape[1]),
-                           compressors=CODECS[codec]())
-        group.create_array("timestamps", data=timestamps, chunks=(features.shape[0],),
-                           compressors=CODECS[codec]())
-        group.attrs.update({"complete": True})
+        with full_disk_names(target):  # zarr's store names no file
+            group = zarr.create_group(store=LocalStore(target), attributes=attrs)
+            rows = chunk_rows(features.shape[0], features.shape[1] * features.itemsize)
+            group.create_array("features", data=features, chunks=(rows, features.shape[1]),
+                               compressors=CODECS[codec]())
+            group.create_array("timestamps", data=timestamps, chunks=(features.shape[0],),
+                               compressors=CODECS[codec]())
+            group.attrs.update({"complete": True})
 
     @staticmethod
     def commit(staged: Path, final: Path) -> bool:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_manifests.config import ConfigError, to_dict
-from data_manifests.run_folder import RunFolder, atomic_target, read_checkpoint
+from data_manifests.run_folder import RunFolder, read_checkpoint, write_checkpoint
 from data_manifests.schema import Manifest, ManifestError, load_manifest
 from data_manifests.validate_videos import validate_videos
 from extract.adaptfocus import ActionSaliency, adaptfocus_loss, bce_loss, clip_mask, weighting
@@ -415,8 +415,7 @@ def _save_checkpoint(run: RunFolder, rt: Runtime, config: Stage1Config, step: in
     state = {"model": _on_cpu(model.state_dict()), "optimizer": _on_cpu(optimizer.state_dict()),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
              "ase": ase.state_dict(), "config": to_dict(config), "rng": _rng_state()}
-    with atomic_target(run.checkpoints / "last.pt") as tmp:
-        torch.save(state, tmp)
+    write_checkpoint(run.checkpoints / "last.pt", state)
 
 
 def _on_cpu(state: Any) -> Any:

@@ -96,7 +96,10 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3), max_leaves=4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples on every run (CI must not fail by chance on a new draw;
+# raise max_examples locally to search further).
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(ALL_KEYS), VALUES)
 def test_any_value_for_any_key_loads_or_is_a_config_error_naming_the_key(target, value):
     label, key = target
@@ -106,4 +109,7 @@ def test_any_value_for_any_key_loads_or_is_a_config_error_naming_the_key(target,
     try:
         LOADERS[label]([f"{key}={text}"])
     except ConfigError as exc:
-        assert key in str(exc), (key, text, str(exc))
+        # the section and the field: a rule between fields may name them apart ("ltcontext.
+        # model_dim=64 with dim_reduction=33 gives ...")
+        section, _, name = key.rpartition(".")
+        assert section in str(exc) and name in str(exc), (key, text, str(exc))

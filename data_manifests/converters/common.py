@@ -40,7 +40,7 @@ class KeptApart:
     video_id: str
     split: str | None  # None: the video itself is not in the manifest
     kind: str  # "segment" | "sentence" | "point"
-    reason: str  # "ambiguous" | "outside_video" | "zero_length"
+    reason: str  # "ambiguous" | "outside_video" | "zero_length" | "duplicate"
     source: str  # "file:line" of the row it came from
     label: str | None = None
     start: float | None = None  # seconds

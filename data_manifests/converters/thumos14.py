@@ -131,13 +131,20 @@ def build(annotations_dir: Path, *, videos_root: Path | None = None,
         lengths = read_lengths(files, files.find(LENGTH_FILE.format(suffix)))
         segments: dict[str, list[Segment]] = {}
         labels: dict[str, set[str]] = {}
+        seen: dict[tuple[str, str, float, float], str] = {}
         for label in classes:
             for video_id, start, end, where in read_intervals(
                     files, files.find(f"{label}_{suffix}.txt")):
                 segment = _fit(video_id, start, end, where, lengths, label, quirks)
                 labels.setdefault(video_id, set()).add(label)
                 segments.setdefault(video_id, [])
-                if segment is None:
+                first = seen.setdefault((video_id, label, start, end), where)
+                if first != where:  # the same row twice: one instance, not two to detect
+                    aside.append(KeptApart(video_id, split, "segment", "duplicate",
+                                           files.rel(where), label, start, end))
+                    quirks.add("row repeated in a class file, kept once (the copy is in "
+                               "kept_apart.jsonl)", f"{where} repeats {files.rel(first)}")
+                elif segment is None:
                     aside.append(KeptApart(video_id, split, "segment", "outside_video",
                                            files.rel(where), label, start, end))
                     quirks.add("instance that starts after the video end (known quirk), kept "

@@ -4,8 +4,8 @@ Clips slide over the whole video: clip ``k`` starts at frame ``k * step`` and sa
 frames ``tau`` apart (span ``(F - 1) * tau + 1`` frames); there are
 ``1 + ceil(max(0, N - span) / step)`` clips (fewer if a start would fall past the end), so
 every frame is covered when ``step <= span``, and frames past the end repeat the last frame (videos shorter than one clip give one padded clip). The timestamp
-of a clip is its centre, ``(start + span / 2) / fps`` seconds, on a uniform grid (the last,
-padded clip may be centred past the video's end).
+of a clip is its centre, ``(start + span / 2) / fps`` seconds, on a uniform grid; the last,
+padded clip is centred on the frames it covers (never past the video's end).
 
 Pipeline per process (memory does not grow with video length):
 
@@ -62,9 +62,15 @@ def clip_starts(num_frames: int, geometry: ClipGeometry) -> np.ndarray:
     return np.arange(count, dtype=np.int64) * geometry.step
 
 
-def clip_timestamps(starts: np.ndarray, geometry: ClipGeometry, fps: float) -> np.ndarray:
-    """(T,) clip-centre seconds."""
-    return (starts + geometry.span / 2.0) / fps
+def clip_timestamps(starts: np.ndarray, geometry: ClipGeometry, fps: float,
+                    num_frames: int | None = None) -> np.ndarray:
+    """(T,) clip-centre seconds. Given the video's ``num_frames``, a padded clip (past the last
+    frame) is centred on the frames it really covers, so that no timestamp lies past the end
+    (a 1-frame video's clip is at half a frame, not half a span)."""
+    covered = np.full(len(starts), float(geometry.span))
+    if num_frames is not None:
+        covered = np.clip(num_frames - np.asarray(starts, dtype=float), 1.0, covered)
+    return (starts + covered / 2.0) / fps
 
 
 # ----------------------------------------------------------------------------- the model
@@ -229,7 +235,7 @@ def iter_clip_batches(path: Path, opts: ExportOptions,
     if k != len(starts):
         raise StoreError(f"{path}: emitted {k} of {len(starts)} clips")
     meta = {"num_frames": info.num_frames, "fps": info.fps, "duration": info.duration,
-            "timestamps": clip_timestamps(starts, geo, info.fps)}
+            "timestamps": clip_timestamps(starts, geo, info.fps, info.num_frames)}
     yield (_flatten(pending) if pending else None), meta
 
 

@@ -187,7 +187,9 @@ def import_npy(folder: str | Path, store: str | Path, *, fps: float | Mapping[st
         record, rate = records.get(video_id), float(rates[video_id])
         num_frames = record.num_frames if record else int(feats.shape[0] * step)
         duration = record.duration if record else num_frames / rate
-        writer.write_video(video_id, feats, clip_timestamps(starts, geometry, rate),
+        # a manifest's frame count trims a padded last clip's centre; T * step is only a guess
+        timestamps = clip_timestamps(starts, geometry, rate, record.num_frames if record else None)
+        writer.write_video(video_id, feats, timestamps,
                            num_frames=num_frames, fps=rate, duration=duration)
         written += 1
     writer.close()

@@ -303,6 +303,18 @@ def test_thumos_small_files(tmp_path):
         ("ambiguous", 7.0, 8.0, "official/annotation_val/Ambiguous_val.txt:1")]
 
 
+def test_thumos_row_repeated_in_a_class_file_is_one_instance_and_noted(tmp_path):
+    root = write_thumos(tmp_path / "th")
+    (root / "official/annotation_val/BaseballPitch_val.txt").write_text(
+        "video_validation_0000001 1.0 3.0\nvideo_validation_0000001 1.0 3.0\n")
+    kept_apart: list = []
+    _, videos = CONVERTERS["thumos14"](root, kept_apart=kept_apart)
+    assert [(s.label, s.start, s.end) for s in videos[0].segments] == [
+        ("BaseballPitch", 1.0, 3.0), ("BasketballDunk", 5.0, 6.0)]
+    assert [(k.reason, k.source) for k in kept_apart if k.reason == "duplicate"] == [
+        ("duplicate", "official/annotation_val/BaseballPitch_val.txt:2")]
+
+
 @pytest.mark.parametrize("file, text, where, needle", [
     ("official/annotation_val/BaseballPitch_val.txt",
      "video_validation_0000001 1.0 3.0\nvideo_validation_0000001 4.0\n",

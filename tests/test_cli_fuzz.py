@@ -71,6 +71,9 @@ PREDICT = ["downstream", "predict", "{run}", "--features", "{store}", "--manifes
 STAGE1 = ["extract", "train", "--config", "{s1}", "--set", "data.manifest={videos}",
           "--set", "data.num_workers=0"]
 
+# Batch jobs that write what they can, then name what they could not (exit 1).
+PARTIAL_BY_DESIGN = {"combine-damaged"}
+
 # (case id, argv, exit code, what the message must name)
 CASES = [
     # stage 2: settings
@@ -154,6 +157,19 @@ CASES = [
      ["{damaged_train}", "{damaged_test}"]),
     ("convert-under-file", ["extract", "convert", "{store}", "{file}/x.h5"], 1,
      ["file.txt", "a file stands where a folder is needed"]),
+    ("export-npy-under-file", ["extract", "export-npy", "{store}", "{file}/npy"], 1,
+     ["file.txt", "a file stands where a folder is needed"]),
+    ("import-npy-empty", ["extract", "import-npy", "{tmp}", "--store", "{tmp}/i.zarr",
+                          "--clip", "16x1", "--step", "16", "--fps", "25"], 1,
+     ["no .npy files"]),
+    ("import-npy-fps", ["extract", "import-npy", "{tmp}", "--store", "{tmp}/i.zarr",
+                        "--clip", "16x1", "--step", "16", "--fps", "fast"], 2, ["fast"]),
+    ("combine-damaged", ["extract", "combine", "{store}", "{damaged}", "--out",
+                         "{tmp}/c.zarr"], 1, ["{damaged_train}", "10 videos written"]),
+    ("evaluate-run", ["extract", "evaluate", "{tmp}", "--manifest", "{videos}"], 1,
+     ["no checkpoint"]),
+    ("evaluate-views", ["extract", "evaluate", "{run}", "--manifest", "{videos}", "--views",
+                        "3x2"], 1, ["3x2"]),
     # data and pipelines
     ("synth-preset", ["data", "synth", "--preset", "nosuch", "--out", "{tmp}/d"], 1,
      ["unknown synthetic preset 'nosuch'"]),
@@ -169,8 +185,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv, code, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_naming_what_is_wrong(world, argv, code, names):
+@pytest.mark.parametrize("case, argv, code, names", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_naming_what_is_wrong(world, case, argv, code, names):
     before = sorted(p.name for p in Path(world["tmp"]).iterdir())
     result = invoke([a.format(**world) for a in argv], expect=code)
     message = result.output.strip()
@@ -182,4 +198,5 @@ def test_bad_input_is_one_line_naming_what_is_wrong(world, argv, code, names):
     for name in names:
         assert name.format(**world) in errors[0], (name, errors[0])
     # nothing left behind that the corrected command would refuse ("pass --resume", "exists")
-    assert sorted(p.name for p in Path(world["tmp"]).iterdir()) == before, message
+    after = sorted(p.name for p in Path(world["tmp"]).iterdir())
+    assert after == before or case in PARTIAL_BY_DESIGN, message

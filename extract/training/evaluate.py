@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_manifests.config import ConfigError
 from data_manifests.run_folder import RunFolder
 from data_manifests.schema import Manifest, labels_at_times, load_manifest
 from extract.training.data import ClipGeometry, video_targets
@@ -28,9 +29,9 @@ def parse_views(views: str) -> tuple[int, int]:
     try:
         t, s = (int(part) for part in views.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--views {views!r}: expected view_t x view_s, e.g. 10x3") from None
+        raise ConfigError(f"--views {views!r}: expected view_t x view_s, e.g. 10x3") from None
     if t < 1 or s not in (1, 3):
-        raise ValueError(f"--views {views!r}: view_t >= 1 and view_s in (1, 3)")
+        raise ConfigError(f"--views {views!r}: view_t must be >= 1 and view_s 1 or 3")
     return t, s
 
 

@@ -6,10 +6,10 @@ cost of AdaptFocus (time per iteration, peak memory against video length).
         --sections main,ablation,weighting,remedies \
         --overrides '{"videos_per_split": [60, 10, 60], "duration_s": [30, 75]}'
 
-is the README's table (the `demo` preset as it was: 60 long training videos and 60 test
+is the table of docs/stage1.md (the `demo` preset as it was: 60 long training videos and 60 test
 videos, where noisy labels cost mAP), with the Figure-3 ablation, Table S2 and the remedies on seed 0. The
 remedies on 3 seeds: add ``--sections remedies --side-seeds 0 1 2``. Its sweep (measured before
-the trunk learning-rate scale, see the README), each entry run for the same number of iterations
+the trunk learning-rate scale, see docs/stage1.md), each entry run for the same number of iterations
 as the main runs:
 
     ... the same command ... --sections sweep --sweep '{

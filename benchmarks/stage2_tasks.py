@@ -9,7 +9,7 @@ Every (method, store, seed) trains with ``weakfeat downstream train`` semantics 
 process (so its peak RSS is its own): the method's official defaults, ``--set`` overrides for
 every run and ``--method-set METHOD:key=value`` for one method; the checkpoint is selected on
 the "val" split and scored on "test". Nothing is tuned on the seeds that are reported: the
-settings are the methods' defaults (plus the overrides, which the README states).
+settings are the methods' defaults (plus the overrides, which docs/stage2.md states).
 
 Prints and writes (``OUT/table.md``, ``OUT/results.json``): per method and store the task's
 headline metrics as mean ± std over seeds (percent), Weak − Kinc as the mean of the per-seed

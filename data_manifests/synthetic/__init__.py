@@ -21,7 +21,8 @@ PRESETS: dict[str, SynthSpec] = {
     # context made AdaptFocus worse than noisy training in the prototype (sweep it with
     # --set context_strength=...). 200 training videos: with 60, fine-tuning on the target
     # (even with clean intervals) gave no better localization features than the `source`
-    # pre-training, and the localizers' seeds spread by up to 8 points (README, the demo).
+    # pre-training, and the localizers' seeds spread by up to 8 points (docs/benchmarks.md,
+    # the demo).
     # 40 test videos of 24-60 s keep the whole demo near its time budget.
     "demo": SynthSpec(
         name="demo", videos_per_split=(200, 20, 40), duration_s=(24.0, 60.0), fps=8.0,

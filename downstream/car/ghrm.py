@@ -28,7 +28,7 @@ interpretation, listed so that a reader can compare it with the paper:
    branch). Every similarity here, ``sim(q, k)``, is the cosine times ``sqrt(c)`` (bounded
    logits): with the scaled dot product the first Breakfast-like run diverged after ~30 epochs
    (gradient spikes of 100x the median, then the same output for every video, even with
-   gradient clipping); with the cosine, the 3-seed benchmark (``channels=128``, README)
+   gradient clipping); with the cosine, the 3-seed benchmark (``channels=128``, docs/stage2.md)
    trained on all three stores without collapse (test mAP 52-72, best epochs 92-176 of 200).
    Semantic-GHRM (global semantic relations): every segment is a neighbour; the message is
    ``sum_j A_k[i, j] g_k(h~_k,j)``.

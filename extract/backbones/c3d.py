@@ -5,7 +5,7 @@ at 32 px X3D's five stride-2 stages reduce a frame to 1x1 and its depthwise temp
 convolutions learned no motion in a CPU budget (source-preset test accuracy stayed at chance
 after 400 steps of 16 clips), while this network, which keeps 32x32 in its first block and
 convolves space and time jointly, reached 65% on the same 14 classes in the same steps
-(see the README's stage-1 section). It has no pretrained weights: pre-train it on the
+(see docs/stage1.md, the tiny backbone). It has no pretrained weights: pre-train it on the
 `source` preset.
 """
 

@@ -20,19 +20,25 @@ from test_training_loop import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
-@pytest.mark.slow
-def test_two_cpu_processes_agree(tmp_path):
-    manifest = write_tiny_dataset(tmp_path / "data", num_videos=10)
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
+
+def torchrun_two_cpu_processes(source: str, folder: Path, *args: object) -> None:
+    """Run the script ``source`` (in ``folder``) as 2 gloo ranks under torchrun; must exit 0."""
+    script = folder / "ddp_script.py"
+    script.write_text(source)
     # The repository first, then whatever the caller's PYTHONPATH already holds.
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--standalone", str(script), str(manifest), str(tmp_path / "run")],
+         "--standalone", str(script), *map(str, args)],
         check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_agree(tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", num_videos=10)
+    torchrun_two_cpu_processes(DDP_SCRIPT, tmp_path, manifest, tmp_path / "run")
     r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=False)
     for key in r0["model"]:
@@ -92,15 +98,7 @@ def test_two_ranks_share_the_evaluation_and_only_rank_0_writes(tmp_path):
     run = train(config(manifest, "train.epochs=1", "train.device=cpu"), tmp_path / "run")
     single = evaluate_run(run, manifest, split="train", views="2x1", device="cpu",
                           plot_videos=0)
-    script = tmp_path / "ddp_eval.py"
-    script.write_text(DDP_EVAL_SCRIPT)
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--standalone", str(script), str(manifest), str(run)],
-        check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun_two_cpu_processes(DDP_EVAL_SCRIPT, tmp_path, manifest, run)
     seen = [json.loads((run / f"seen{rank}.json").read_text()) for rank in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 3 and set(seen[0]).isdisjoint(seen[1])
     assert not (run / "result1.json").exists()  # rank 1 returned None

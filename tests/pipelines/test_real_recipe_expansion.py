@@ -4,6 +4,7 @@ result tables fit together."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,119 +17,12 @@ from pipelines.recipe import Recipe, _extract_configs_dir, load_recipe
 from pipelines.tables import build_table
 
 # The hand-written recipes before the rewrite (`git show 13d1709:pipelines/recipes/<name>.yaml`),
-# loaded and expanded: step id -> (needs, command), the command's arguments joined by spaces,
-# with needed steps' folders written {step id} and parameters {name}.
-OLD_STEPS = {
-    "breakfast": {
-        "data": ((), (
-            "data build breakfast --annotations {annotations} --videos-root {videos} "
-            "--split-index 1 --out {out}")),
-        "train-i3d-full-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_breakfast.yaml --set "
-            "train.mode=full --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-i3d-noisy-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_breakfast.yaml --set "
-            "train.mode=noisy --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-i3d-adaptfocus-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_breakfast.yaml --set "
-            "train.mode=adaptfocus --set data.manifest={data} --set data.videos_root={videos} "
-            "--set train.seed=0 --out {out}")),
-        "train-mvit32-full-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_breakfast.yaml --set "
-            "train.mode=full --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit32-noisy-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_breakfast.yaml --set "
-            "train.mode=noisy --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit32-adaptfocus-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_breakfast.yaml --set "
-            "train.mode=adaptfocus --set data.manifest={data} --set data.videos_root={videos} "
-            "--set train.seed=0 --out {out}")),
-        "export-i3d-kinc": (("data",), (
-            "extract features --backbone i3d-inception --pretrained kinetics400 --manifest {data}"
-            " --store {out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root "
-            "{videos}")),
-        "export-i3d-weak": (("data", "train-i3d-adaptfocus-s0"), (
-            "extract features --run {train-i3d-adaptfocus-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-i3d-full": (("data", "train-i3d-full-s0"), (
-            "extract features --run {train-i3d-full-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-mvit32-kinc": (("data",), (
-            "extract features --backbone mvit-b-32x3 --pretrained kinetics400 --manifest {data} "
-            "--store {out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root "
-            "{videos}")),
-        "export-mvit32-weak": (("data", "train-mvit32-adaptfocus-s0"), (
-            "extract features --run {train-mvit32-adaptfocus-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-mvit32-full": (("data", "train-mvit32-full-s0"), (
-            "extract features --run {train-mvit32-full-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-    },
-    "charades": {
-        "data": ((), (
-            "data build charades --annotations {annotations} --videos-root {videos} --out {out}")),
-        "train-i3d-full-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_charades.yaml --set "
-            "train.mode=full --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-i3d-noisy-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_charades.yaml --set "
-            "train.mode=noisy --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-i3d-adaptfocus-s0": (("data",), (
-            "extract train --config {extract_configs}/i3d-inception_charades.yaml --set "
-            "train.mode=adaptfocus --set data.manifest={data} --set data.videos_root={videos} "
-            "--set train.seed=0 --out {out}")),
-        "train-mvit16-full-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-16x4_charades.yaml --set "
-            "train.mode=full --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit16-noisy-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-16x4_charades.yaml --set "
-            "train.mode=noisy --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit16-adaptfocus-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-16x4_charades.yaml --set "
-            "train.mode=adaptfocus --set data.manifest={data} --set data.videos_root={videos} "
-            "--set train.seed=0 --out {out}")),
-        "train-mvit32-full-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_charades.yaml --set "
-            "train.mode=full --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit32-noisy-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_charades.yaml --set "
-            "train.mode=noisy --set data.manifest={data} --set data.videos_root={videos} --set "
-            "train.seed=0 --out {out}")),
-        "train-mvit32-adaptfocus-s0": (("data",), (
-            "extract train --config {extract_configs}/mvit-b-32x3_charades.yaml --set "
-            "train.mode=adaptfocus --set data.manifest={data} --set data.videos_root={videos} "
-            "--set train.seed=0 --out {out}")),
-        "export-i3d-kinc": (("data",), (
-            "extract features --backbone i3d-inception --pretrained kinetics400 --manifest {data}"
-            " --store {out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root "
-            "{videos}")),
-        "export-i3d-weak": (("data", "train-i3d-adaptfocus-s0"), (
-            "extract features --run {train-i3d-adaptfocus-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-i3d-full": (("data", "train-i3d-full-s0"), (
-            "extract features --run {train-i3d-full-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-mvit32-kinc": (("data",), (
-            "extract features --backbone mvit-b-32x3 --pretrained kinetics400 --manifest {data} "
-            "--store {out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root "
-            "{videos}")),
-        "export-mvit32-weak": (("data", "train-mvit32-adaptfocus-s0"), (
-            "extract features --run {train-mvit32-adaptfocus-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-        "export-mvit32-full": (("data", "train-mvit32-full-s0"), (
-            "extract features --run {train-mvit32-full-s0} --manifest {data} --store "
-            "{out}/features.zarr --clip 32x3 --step 16 --batch-size 16 --videos-root {videos}")),
-    },
-}
+# loaded and expanded: step id -> needs and command (its arguments joined by spaces, needed
+# steps' folders written {step id}, parameters {name}).
+GOLDEN = Path(__file__).parent / "golden" / "hand_written_recipe_steps.json"
+OLD_STEPS = {name: {step_id: (tuple(step["needs"]), step["command"])
+                    for step_id, step in steps.items()}
+             for name, steps in json.loads(GOLDEN.read_text()).items()}
 
 PARAMS = {"breakfast": {"annotations": "/nowhere/breakfast"},
           "charades": {"annotations": "/nowhere/charades",

@@ -17,6 +17,7 @@ from pipelines.recipe import (
     parse_params,
     require_params,
 )
+from pipelines.report import write_report
 from pipelines.runner import gather_results, run_recipe
 from pipelines.tables import render_csv, render_markdown
 
@@ -73,8 +74,9 @@ def run_command(recipe: str, out: Path | None, params: tuple[str, ...], dry_run:
 
 
 def write_outputs(recipe, root: Path, echo=print) -> None:
-    """results.json, every table as Markdown and CSV under ROOT/tables (printed), and the
-    finished steps' plots under ROOT/figures (with index.md)."""
+    """results.json, every table as Markdown and CSV under ROOT/tables (printed), the
+    finished steps' plots under ROOT/figures (with index.md), and all of it on one page,
+    ROOT/report.html."""
     results = gather_results(recipe, root)
     atomic_write_text(root / "results.json", json_text.dumps(results, indent=1, sort_keys=True) + "\n")
     tables = root / "tables"
@@ -88,3 +90,5 @@ def write_outputs(recipe, root: Path, echo=print) -> None:
     if figures:
         count = sum(len(paths) for paths in figures.values())
         echo(f"\n{count} figure(s) of {len(figures)} step(s): {root / 'figures' / 'index.md'}")
+    report = write_report(recipe, root, results, figures)
+    echo(("" if figures else "\n") + f"report (tables, figures, commands): {report}")

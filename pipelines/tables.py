@@ -1,4 +1,4 @@
-"""Result tables shaped like the paper's, rendered from measured runs (Markdown and CSV).
+"""Result tables shaped like the paper's, rendered from measured runs (Markdown, CSV, HTML).
 
 A recipe's ``tables`` entry::
 
@@ -19,6 +19,7 @@ A cell averages every seed of its step: ``mean ± std (n)``; a missing run shows
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections.abc import Mapping
@@ -100,13 +101,39 @@ def build_table(spec: Mapping[str, Any], results: Mapping[str, Any]) -> tuple[li
     return header, body
 
 
-def render_markdown(spec: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+def table_text(spec: Mapping[str, Any], results: Mapping[str, Any]
+               ) -> tuple[str, list[str], list[list[str]]]:
+    """Title, header and rows as the text every rendering shows (``mean ± std (n)``, ``-``)."""
     header, body = build_table(spec, results)
     digits = int(spec.get("digits", 1))
-    lines = [f"**{spec.get('title', spec['name'])}**", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in body:
-        lines.append("| " + " | ".join([row[0], *[c.text(digits) for c in row[1:]]]) + " |")
+    rows = [[row[0], *[c.text(digits) for c in row[1:]]] for row in body]
+    return str(spec.get("title", spec["name"])), header, rows
+
+
+def render_markdown(spec: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    title, header, rows = table_text(spec, results)
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(spec: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+    """The title as a heading, then a ``<table>`` (the paper's rows with class ``paper``, missing
+    cells with class ``missing``); all text escaped."""
+    title, header, rows = table_text(spec, results)
+    esc = html.escape
+    measured = len(spec["rows"])
+    lines = [f'<section class="table" id="table-{esc(str(spec["name"]))}">',
+             f"<h3>{esc(title)}</h3>", '<table class="result">',
+             "<thead><tr>" + "".join(f'<th scope="col">{esc(h)}</th>' for h in header)
+             + "</tr></thead>", "<tbody>"]
+    for index, row in enumerate(rows):
+        kind = ' class="paper"' if index >= measured else ""
+        cells = "".join(f'<td class="missing">{esc(c)}</td>' if c == "-" else f"<td>{esc(c)}</td>"
+                        for c in row[1:])
+        lines.append(f'<tr{kind}><th scope="row">{esc(row[0])}</th>{cells}</tr>')
+    lines += ["</tbody>", "</table>", "</section>"]
     return "\n".join(lines) + "\n"
 
 

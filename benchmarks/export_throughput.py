@@ -29,6 +29,7 @@ import torch
 
 from data_manifests.schema import ManifestMeta, VideoRecord, load_manifest, write_manifest
 from data_manifests.video_reader import iter_frames
+from extract.clip_grid import parse_clip
 from extract.store.export import (
     ClipGeometry,
     ExportOptions,
@@ -38,7 +39,6 @@ from extract.store.export import (
     export_features,
     frame_preparer,
     iter_clip_batches,
-    parse_clip,
 )
 from extract.transforms import prepare_clip
 

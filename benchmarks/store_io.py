@@ -6,6 +6,12 @@ smooth (a random walk along T), float32.
 
     .venv/bin/python benchmarks/store_io.py --videos 100 --dim 512 --min-t 50 --max-t 500
 
+With ``--s3`` the default codec of each backend is also written to and read from a local
+S3-compatible server (moto, started on 127.0.0.1 for the run), beside the same store on the
+local disk:
+
+    .venv/bin/python benchmarks/store_io.py --s3 --videos 100 --dim 512
+
 MB/s are over the uncompressed bytes (T * D * 4 per video).
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +37,15 @@ def feature_like(t: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return np.maximum(walk + rng.normal(size=(1, d)).astype(np.float32), 0)
 
 
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def du(path: Path | str) -> int:
+    if "://" in str(path):
+        import fsspec
+
+        return int(fsspec.filesystem("s3", use_listings_cache=False).du(str(path)))
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def bench_store(path: Path, data: dict[str, np.ndarray], codec: str, reads: list[str]) -> dict:
+def bench_store(path: Path | str, data: dict[str, np.ndarray], codec: str, reads: list[str]) -> dict:
     extractor = {"backbone": "bench", "weights_sha256": "0" * 64, "supervision": "kinc",
                  "clip_frames": 16, "frame_stride": 1, "clip_step": 16, "fps": 30.0, "crops": 1,
                  "dim": next(iter(data.values())).shape[1], "dtype": "float32"}
@@ -84,8 +95,28 @@ def main() -> None:
     parser.add_argument("--random-reads", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--s3", action="store_true",
+                        help="only each backend's default codec, on the local disk and on a "
+                             "local S3 server")
     args = parser.parse_args()
+    if args.s3:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.s3_server import running_s3_server
 
+        with running_s3_server():
+            import fsspec
+
+            fsspec.filesystem("s3").mkdir("bench-store-io")
+            run(args, [("zarr", "zstd", "local"), ("zarr", "zstd", "s3"),
+                       ("hdf5", "none", "local"), ("hdf5", "none", "s3")])
+        return
+    run(args, [(backend, codec, "local") for backend, codec in (
+        ("zarr", "zstd"), ("zarr", "blosc-lz4"), ("zarr", "none"), ("hdf5", "lzf"),
+        ("hdf5", "gzip"), ("hdf5", "none"), ("npy", "-"))])
+
+
+def run(args: argparse.Namespace, cases: list[tuple[str, str, str]]) -> None:
+    """Each case (backend, codec, where) on the same generated videos; prints a table."""
     rng = np.random.default_rng(args.seed)
     data = {f"video_{i:05d}": feature_like(int(rng.integers(args.min_t, args.max_t + 1)),
                                            args.dim, rng) for i in range(args.videos)}
@@ -94,16 +125,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="store_io_"))
     rows = []
     try:
-        cases = [("zarr", "zstd"), ("zarr", "blosc-lz4"), ("zarr", "none"),
-                 ("hdf5", "lzf"), ("hdf5", "gzip"), ("hdf5", "none"), ("npy", "-")]
-        for backend, codec in cases:
-            target = work / f"{backend}-{codec}{'.zarr' if backend == 'zarr' else '.h5'}"
+        for backend, codec, where in cases:
+            name = f"{backend}-{codec}{'.zarr' if backend == 'zarr' else '.h5'}"
+            target = work / name if where == "local" else f"s3://bench-store-io/{name}"
             if backend == "npy":
                 result = bench_npy(work / "npy", data, reads)
             else:
                 result = bench_store(target, data, codec, reads)
             lat = np.array(result["latencies"]) * 1e3
-            rows.append({"backend": backend, "codec": codec,
+            rows.append({"backend": backend, "codec": codec, "where": where,
                          "write_MBps": total_mb / result["write_s"],
                          "read_MBps": total_mb / result["read_s"],
                          "read_ms_median": float(np.median(lat)),
@@ -116,10 +146,10 @@ def main() -> None:
         return
     print(f"{args.videos} videos, D={args.dim}, T in [{args.min_t}, {args.max_t}], "
           f"{total_mb:.1f} MB float32; {args.random_reads} random whole-video reads")
-    print(f"{'backend':8s} {'codec':10s} {'write MB/s':>10s} {'read MB/s':>10s} "
+    print(f"{'backend':8s} {'codec':10s} {'where':6s} {'write MB/s':>10s} {'read MB/s':>10s} "
           f"{'read ms p50':>11s} {'p95':>7s} {'size':>6s}")
     for r in rows:
-        print(f"{r['backend']:8s} {r['codec']:10s} {r['write_MBps']:10.1f} {r['read_MBps']:10.1f} "
+        print(f"{r['backend']:8s} {r['codec']:10s} {r['where']:6s} {r['write_MBps']:10.1f} {r['read_MBps']:10.1f} "
               f"{r['read_ms_median']:11.2f} {r['read_ms_p95']:7.2f} {r['size_ratio']:6.2f}")
 
 

@@ -13,7 +13,7 @@ from data_manifests.lazy_group import LazyGroup
     "extract.backbones.commands": ("classify",),
     "extract.training.commands": ("train", "evaluate"),
     "extract.store.commands": ("features", "inspect", "import-npy", "export-npy", "convert",
-                               "combine"),
+                               "combine", "status"),
 })
 def extract() -> None:
     """Stage 1: train backbones on long videos (full / noisy / adaptfocus), export features."""

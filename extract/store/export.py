@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_manifests.errors import UserError
 from data_manifests.schema import Manifest, load_manifest
 from extract.clip_grid import clip_count, in_shard
 from extract.store.feature_store import StoreWriter, create_store
@@ -349,7 +351,7 @@ def export_videos(jobs: Sequence[VideoJob], writer: StoreWriter, model: torch.nn
 # ----------------------------------------------------------------------------- the command
 @dataclass
 class ExportSummary:
-    store: Path
+    store: str | Path  # a local path or an s3:// URL
     selected: int  # videos in this split / shard
     skipped: int  # already complete before this run
     written: int
@@ -375,17 +377,19 @@ def export_features(*, model_spec: Any, manifest: str | Path | Manifest, store: 
                     scheduler: str | None = None, device: str = "auto",
                     videos_root: str | Path | None = None, dtype: str = "float32",
                     codec: str | None = None, decode_threads: int = 2, retries: int = 2,
-                    progress: bool = True) -> ExportSummary:
+                    wait_for_workers: float = 60.0, progress: bool = True) -> ExportSummary:
     """Export features of the selected videos into ``store``; resumes (skips complete videos).
 
     ``clip`` (F, tau) defaults to the backbone's InputSpec, ``step`` to ``F * tau`` frames.
     ``workers > 0`` runs a dask LocalCluster of that many processes; ``scheduler`` uses an
-    existing cluster. Failures are recorded in the store's failures file and returned.
+    existing cluster, waiting up to ``wait_for_workers`` seconds for a worker to join it.
+    Failures are recorded in the store's failures file and returned.
     """
     manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     selected = manifest.split(split)
-    device = resolve_device(device)
     on_dask = workers > 0 or bool(scheduler)
+    # On dask each worker resolves "auto" itself: its GPUs are not the driver's.
+    device = device if on_dask else resolve_device(device)
     model, info = cached_model(model_spec, "cpu" if on_dask else device)  # workers build theirs
     spec = model.input_spec
     frames, stride = clip or (spec.num_frames, spec.frame_stride)
@@ -413,17 +417,18 @@ def export_features(*, model_spec: Any, manifest: str | Path | Manifest, store: 
     log.info("%s: %d selected, %d already complete, %d to export", store, len(chosen),
              len(chosen) - len(todo), len(jobs))
     if jobs and on_dask:
-        failures.update(_export_dask(jobs, store=Path(store), extractor=extractor,
+        failures.update(_export_dask(jobs, store=store, extractor=extractor,
                                      manifest_sha256=manifest.sha256(), model_spec=model_spec,
                                      opts=opts, workers=workers, scheduler=scheduler,
-                                     retries=retries, progress=progress))
+                                     retries=retries, wait_for_workers=wait_for_workers,
+                                     progress=progress))
     elif jobs:
         failures.update(export_videos(jobs, writer, model, opts, progress=progress))
     writer.record_failures(failures)
     writer.close()
     now_done = writer.done_ids()
     failures = {k: v for k, v in failures.items() if k not in now_done}
-    return ExportSummary(store=Path(store), selected=len(chosen), skipped=len(chosen) - len(todo),
+    return ExportSummary(store=store, selected=len(chosen), skipped=len(chosen) - len(todo),
                          written=sum(v.video_id in now_done for v in todo), failures=failures)
 
 
@@ -431,6 +436,7 @@ def _export_task(jobs: list[VideoJob], store: str, extractor: dict[str, Any],
                  manifest_sha256: str | None, model_spec: Any, opts: ExportOptions
                  ) -> dict[str, str]:
     """One dask task: a chunk of videos, in a worker process (model cached per process)."""
+    opts = replace(opts, device=resolve_device(opts.device))
     model, info = cached_model(model_spec, opts.device)
     if info["weights_sha256"] != extractor["weights_sha256"]:
         raise StoreError(f"worker built weights {info['weights_sha256']}, driver "
@@ -441,16 +447,35 @@ def _export_task(jobs: list[VideoJob], store: str, extractor: dict[str, Any],
                          progress=False)
 
 
-def _export_dask(jobs: list[VideoJob], *, store: Path, extractor: dict[str, Any],
+def _export_dask(jobs: list[VideoJob], *, store: str | Path, extractor: dict[str, Any],
                  manifest_sha256: str | None, model_spec: Any, opts: ExportOptions,
-                 workers: int, scheduler: str | None, retries: int,
-                 progress: bool) -> dict[str, str]:
-    from distributed import Client, LocalCluster, as_completed
+                 workers: int, scheduler: str | None, retries: int, progress: bool,
+                 wait_for_workers: float = 60.0) -> dict[str, str]:
+    """Run the jobs as dask tasks (a chunk of videos each) on a LocalCluster or ``scheduler``.
+
+    A task lost with its worker is rerun by dask on another one; it skips the videos its first
+    run committed. With ``scheduler``, waits ``wait_for_workers`` seconds at most for a worker,
+    at the start and whenever every worker has left, then fails (finished videos are kept).
+    """
+    from distributed import CancelledError, Client, LocalCluster, as_completed
 
     cluster = None
+    where = f"the dask scheduler at {scheduler}" if scheduler else "the local dask cluster"
+    resume = "finished videos are kept, run the command again to resume"
     if scheduler:
-        client = Client(scheduler)
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        try:
+            # Dask retries the connection for distributed.comm.timeouts.connect (30 s default).
+            client = Client(scheduler)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot connect to {where}: {exc}") from None
+        try:
+            client.wait_for_workers(1, timeout=wait_for_workers)
+        except TimeoutError:
+            client.close()
+            raise UserError(f"no dask worker joined {where} within {wait_for_workers:g} s "
+                            f"(start some with `dask worker {scheduler}`, or raise "
+                            "--wait-for-workers)") from None
+        n_workers = len(client.nthreads())
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
@@ -459,24 +484,72 @@ def _export_dask(jobs: list[VideoJob], *, store: Path, extractor: dict[str, Any]
     n_chunks = min(len(jobs), 4 * n_workers)
     chunks = [jobs[i::n_chunks] for i in range(n_chunks)]
     failures: dict[str, str] = {}
+    bar = tqdm(total=len(jobs), unit="video", desc="export", disable=not progress)
+
+    def collect(index: int, future: Any, result: Any) -> None:
+        """Take a finished task's failures (all of its videos when it failed)."""
+        if future.cancelled() or isinstance(result, CancelledError):
+            # the client cancels every future when it loses the scheduler
+            what = "lost the connection to" if client.status != "running" else "cancelled by"
+            raise UserError(f"export {what} {where}; {resume}")
+        if future.status == "error":  # after its retries
+            error = future.exception()
+            for job in chunks[index]:
+                failures.setdefault(job.video_id, f"task failed after {retries} retries: "
+                                                  f"{type(error).__name__}: {error}")
+        else:
+            failures.update(result)
+        bar.update(len(chunks[index]))
+
+    def alone(since: float | None) -> float | None:
+        """When the scheduler was first seen without a worker (None: it has some); fails once
+        that lasted ``wait_for_workers``: dask would keep the tasks waiting for good."""
+        try:
+            if client.nthreads():
+                return None
+        except OSError as exc:
+            raise UserError(f"lost {where}: {exc}; {resume}") from None
+        since = since or time.monotonic()
+        if time.monotonic() - since > wait_for_workers:
+            raise UserError(f"every dask worker left {where} and none joined within "
+                            f"{wait_for_workers:g} s; {resume}")
+        return since
+
     try:
         futures = [client.submit(_export_task, chunk, str(store), extractor, manifest_sha256,
                                  model_spec, opts, retries=retries, pure=False)
                    for chunk in chunks]
-        bar = tqdm(total=len(jobs), unit="video", desc="export", disable=not progress)
         index_of = {future.key: i for i, future in enumerate(futures)}
-        for future in as_completed(futures):
-            index = index_of[future.key]
-            try:
-                failures.update(future.result())
-            except Exception as exc:  # noqa: BLE001 - the task failed after its retries
-                for job in chunks[index]:
-                    failures.setdefault(job.video_id, f"task failed after {retries} retries: "
-                                                      f"{type(exc).__name__}: {exc}")
-            bar.update(len(chunks[index]))
-        bar.close()
+        # Results are fetched in the background, never by a blocking call here: a result whose
+        # worker died before it was fetched is computed again (the rerun skips the committed
+        # videos), and that needs a worker, which the loop below waits for a bounded time.
+        finished = as_completed(futures, with_results=True, raise_errors=False)
+        del futures  # a collected task is released, so that no lost worker makes it rerun
+        left = len(chunks)
+        alone_since, next_check = None, 0.0
+        while left:
+            batch = finished.next_batch(block=False)
+            for future, result in batch:
+                collect(index_of[future.key], future, result)
+                left -= 1
+            if batch:
+                continue
+            # (a LocalCluster's nannies restart their workers: only a cluster we do not own)
+            if scheduler and time.monotonic() >= next_check:
+                alone_since, next_check = alone(alone_since), time.monotonic() + 1.0
+            time.sleep(0.05)
     finally:
-        client.close()
+        bar.close()
+        # A client that lost its scheduler logs a traceback when close() cancels its
+        # reconnection: the UserError already says what happened.
+        client_log = logging.getLogger("distributed.client")
+        level = client_log.level
+        if client.status != "running":
+            client_log.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+        finally:
+            client_log.setLevel(level)
         if cluster is not None:
             cluster.close()
     return failures

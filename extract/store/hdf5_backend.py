@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from data_manifests.errors import full_disk_names
 from extract.store.layout import VIDEOS_DIR
 
 ROOT_FILE = "store.json"
@@ -31,29 +28,24 @@ class Hdf5Backend:
     # less disk; the compressed default backend is zarr.
     default_codec = "none"
     suffix = ".h5"  # a video is a file videos/<key>.h5
+    root_marker = ROOT_FILE
 
     @staticmethod
-    def init_root(folder: Path, attrs: dict[str, Any]) -> None:
-        folder.mkdir(parents=True)
-        (folder / VIDEOS_DIR).mkdir()
-        (folder / ROOT_FILE).write_text(json.dumps(attrs, indent=1, sort_keys=True))
+    def root_objects(attrs: dict[str, Any]) -> dict[str, bytes]:
+        return {ROOT_FILE: json.dumps(attrs, indent=1, sort_keys=True).encode()}
 
     @staticmethod
-    def is_root(folder: Path) -> bool:
-        return (folder / ROOT_FILE).is_file()
+    def video_marker(rel: str) -> str:
+        return rel  # the file itself
 
     @staticmethod
-    def read_root_attrs(folder: Path) -> dict[str, Any]:
-        return json.loads((folder / ROOT_FILE).read_text())
-
-    @staticmethod
-    def write_video(target: Path, features: np.ndarray, timestamps: np.ndarray,
-                    attrs: dict[str, Any], *, codec: str) -> None:
-        """Write one video's file at ``target`` (a staging path); ``complete`` goes last."""
+    def encode_video(features: np.ndarray, timestamps: np.ndarray, attrs: dict[str, Any], *,
+                     codec: str) -> dict[str, bytes]:
+        """The video's file as bytes (named "": the video itself). Built in memory: HDF5
+        writing to a full disk reports a page of library text and can crash the interpreter at
+        exit (a segfault when its objects are freed), while a plain write raises one OSError
+        naming the file."""
         rows = max(1, min(features.shape[0], CHUNK_BYTES // (features.shape[1] * features.itemsize)))
-        # Built in memory, then written with a plain write: HDF5 writing to a full disk reports
-        # a page of library text and can crash the interpreter at exit (a segfault when its
-        # objects are freed), while a plain write raises one OSError naming the file.
         buffer = io.BytesIO()
         with h5py.File(buffer, "w") as fh:
             fh.create_dataset("features", data=features, chunks=(rows, features.shape[1]),
@@ -62,39 +54,33 @@ class Hdf5Backend:
             for key, value in attrs.items():
                 fh.attrs[key] = value
             fh.attrs["complete"] = True
-        with full_disk_names(target):  # a write's error names no file
-            target.write_bytes(buffer.getbuffer())
+        return {"": buffer.getvalue()}
 
     @staticmethod
-    def commit(staged: Path, final: Path) -> bool:
-        """Link a staged file into place (fails if present: never overwrites); drop staging."""
-        try:
-            os.link(staged, final)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            staged.unlink(missing_ok=True)
+    def complete_keys(location: Any) -> list[str]:
+        return [n.removesuffix(".h5") for n in location.names(VIDEOS_DIR)
+                if n.endswith(".h5") and not n.startswith(".")]
 
     @staticmethod
-    def remove(final: Path) -> None:
-        final.unlink()
+    def read_root_attrs(location: Any) -> dict[str, Any]:
+        return json.loads(location.read_text(ROOT_FILE))
 
     @staticmethod
-    def read_array_and_attrs(final: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    def read_array_and_attrs(location: Any, rel: str, name: str
+                             ) -> tuple[np.ndarray, dict[str, Any]]:
         """The array as stored and the video's attrs (which hold its digest), from one open."""
         # One open per read: nothing is shared across DataLoader worker forks.
-        with h5py.File(final, "r") as fh:
+        with h5py.File(location.h5_source(rel), "r") as fh:
             return fh[name][...], _attrs(fh)
 
     @staticmethod
-    def read_attrs(final: Path) -> dict[str, Any]:
-        with h5py.File(final, "r") as fh:
+    def read_attrs(location: Any, rel: str) -> dict[str, Any]:
+        with h5py.File(location.h5_source(rel), "r") as fh:
             return _attrs(fh)
 
     @staticmethod
-    def array_info(final: Path, name: str) -> dict[str, Any]:
-        with h5py.File(final, "r") as fh:
+    def array_info(location: Any, rel: str, name: str) -> dict[str, Any]:
+        with h5py.File(location.h5_source(rel), "r") as fh:
             return {"shape": tuple(fh[name].shape), "dtype": str(fh[name].dtype)}
 
 

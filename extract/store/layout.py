@@ -27,7 +27,10 @@ error, so a half-written video would read as zeros. A video is therefore built u
 ``rename`` (``link`` for HDF5 files) only once every array and attribute is written (the
 ``complete=true`` attr is also written last; `inspect --verify` checks it). A killed writer leaves at
 most a staging entry, never a partial video; the next writer removes staging entries whose
-process is dead (same host) or that are older than a day (other hosts).
+process is dead (same host) or that are older than a day (other hosts). On object storage
+(``s3://``), which has no rename, a video's objects go up in place and its marker last (the
+group's ``zarr.json``, or the one ``.h5`` object), put only if absent; failure records are one
+object per writer under ``failures/`` (location.py tells how and why).
 
 **Integrity.** Neither backend notices damage on its own: zarr reads a lost chunk file as the
 fill value and an unchecksummed zstd chunk with flipped bytes as garbage numbers; an
@@ -55,7 +58,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,7 @@ SCHEMA_VERSION = 1
 VIDEOS_DIR = "videos"
 STAGING_DIR = ".staging"
 FAILURES_FILE = "failures.jsonl"
+FAILURES_DIR = "failures"  # on object storage: one object of records per writer
 LOCK_FILE = ".lock"
 # Keys of the extractor fingerprint (CONTRACTS F); all must be present and equal to reuse a store.
 EXTRACTOR_KEYS = ("backbone", "weights_sha256", "supervision", "clip_frames", "frame_stride",
@@ -80,6 +84,10 @@ _SAFE = "-_.,=+@~"
 
 class StoreError(UserError, RuntimeError):
     """A store is missing, malformed, or asked for something it does not hold."""
+
+
+class StorageError(StoreError):
+    """Object storage could not be reached, or refused (credentials, permissions, bucket)."""
 
 
 class StoreMismatchError(StoreError):
@@ -207,33 +215,30 @@ def locked(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_failures(root: Path) -> dict[str, dict[str, Any]]:
-    """video_id -> {"reason", "time", "host"}; later lines win."""
+def failure_record(video_id: str, reason: str) -> dict[str, Any]:
+    """One line of the failure records: the reason, when and where."""
+    return {"video_id": video_id, "reason": reason,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname()}
+
+
+def parse_failures(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """video_id -> record; of several records of one video the latest wins."""
     out: dict[str, dict[str, Any]] = {}
-    path = root / FAILURES_FILE
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            out[record["video_id"]] = record
+    records = [json.loads(line) for line in lines if line.strip()]
+    for record in sorted(records, key=lambda r: r.get("time", "")):
+        out[record["video_id"]] = record
     return out
 
 
-def update_failures(root: Path, new: Mapping[str, str], complete: set[str]) -> None:
-    """Add ``new`` (id -> reason) and drop ids that are now complete; atomic, locked."""
-    with locked(root):
-        records = read_failures(root)
-        for video_id, reason in new.items():
-            records[video_id] = {"video_id": video_id, "reason": reason,
-                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 "host": socket.gethostname()}
-        records = {k: v for k, v in records.items() if k not in complete}
-        path = root / FAILURES_FILE
-        if not records:
-            path.unlink(missing_ok=True)
-            return
-        tmp = root / STAGING_DIR / staging_name(FAILURES_FILE)
-        tmp.write_text("".join(json.dumps(records[k], sort_keys=True) + "\n"
-                               for k in sorted(records)))
-        os.replace(tmp, path)
+def failure_text(records: Mapping[str, dict[str, Any]]) -> str:
+    return "".join(json.dumps(records[k], sort_keys=True) + "\n" for k in sorted(records))
+
+
+def read_failures(root: Any) -> dict[str, dict[str, Any]]:
+    """video_id -> {"reason", "time", "host"} of a store (its path, URL or location); ids
+    complete by now may be among them (``FeatureStore.failures`` leaves those out)."""
+    from extract.store.location import location_of
+
+    location = root if hasattr(root, "failure_lines") else location_of(root)
+    return parse_failures(location.failure_lines())

@@ -27,6 +27,7 @@ from extract.store.layout import (
     decode_id,
     encode_id,
 )
+from extract.store.location import store_exists
 
 log = logging.getLogger(__name__)
 ALIGNMENTS = ("linear", "nearest")
@@ -234,7 +235,7 @@ def convert_store(src: str | Path, dst: str | Path, *, codec: str | None = None)
     ``dst`` must be an earlier copy of ``src`` (resumed): one holding videos ``src`` has not, or
     made for another manifest, is refused before anything is written."""
     source = open_store(src)
-    if Path(dst).exists():
+    if store_exists(dst):
         target = open_store(dst)
         foreign = sorted(set(target.video_ids()) - set(source.video_ids()))
         if foreign:

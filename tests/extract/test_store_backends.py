@@ -17,6 +17,7 @@ from extract.store import (
     layout,
     open_store,
 )
+from extract.store.location import write_files
 
 SUFFIX = {"zarr": ".zarr", "hdf5": ".h5"}
 
@@ -140,9 +141,10 @@ def test_incomplete_video_is_invisible_and_cleaned(tmp_path, backend):
     import socket
 
     name = f"{layout.encode_id('half')}#{socket.gethostname()}#{pid}#0000{impl.suffix}"
-    impl.write_video(path / layout.STAGING_DIR / name, feature_like(3, 6, 0), np.arange(3.0),
-                     {"video_id": "half", "num_frames": 1, "fps": 1.0, "duration": 1.0},
-                     codec=impl.default_codec)
+    write_files(path / layout.STAGING_DIR / name, impl.encode_video(
+        feature_like(3, 6, 0), np.arange(3.0),
+        {"video_id": "half", "num_frames": 1, "fps": 1.0, "duration": 1.0},
+        codec=impl.default_codec))
     # A live writer's staging entry (this process) must survive the cleanup.
     live = layout.staging_name(layout.encode_id("live"), impl.suffix)
     (path / layout.STAGING_DIR / live).mkdir()

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from data_manifests.schema import ManifestMeta, VideoRecord, write_manifest
 from extract.cli import extract as extract_cli
 from extract.store import create_store, open_store
+from extract.store.location import write_files
 from extract.store.tools import align_features, combine_stores, convert_store, inspect_store
 from extract.store.zarr_backend import ZarrBackend
 
@@ -177,9 +178,9 @@ def test_inspect_reports_nan_failures_and_manifest_mismatch(tmp_path):
     bad[1, 2] = np.nan
     path = make_store(tmp_path / "s.zarr", {"ok": (rand(3, 4, 1), np.arange(3.0))})
     # The writer refuses NaN now; a store written before that may still hold some.
-    ZarrBackend.write_video(path / "videos" / "nan", bad, np.arange(3.0),
-                            {"video_id": "nan", "num_frames": 48, "fps": 25.0,
-                             "duration": 1.92}, codec="zstd")
+    write_files(path / "videos" / "nan", ZarrBackend.encode_video(
+        bad, np.arange(3.0), {"video_id": "nan", "num_frames": 48, "fps": 25.0,
+                              "duration": 1.92}, codec="zstd"))
     create_store(path, extractor=extractor(), manifest_sha256=None).record_failures(
         {"lost": "file does not exist"})
     report = inspect_store(path)

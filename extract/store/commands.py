@@ -39,6 +39,9 @@ from extract.store.submit import CLUSTERS, DEFAULT_TIME_MIN
 @click.option("--device", default="auto", show_default=True)
 @click.option("--decode-threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="videos decoded concurrently (per process)")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=None,
+              help="torch threads of an export in this process (default on the CPU: the cores "
+                   "the decoders leave, at least 1)")
 @click.option("--videos-root", default=None, type=click.Path(file_okay=False))
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32")
 @click.option("--codec", default=None, help="zarr: zstd (default), blosc-lz4, none; HDF5: none (default), lzf, gzip")
@@ -64,8 +67,8 @@ from extract.store.submit import CLUSTERS, DEFAULT_TIME_MIN
               help="with --submit: wait for the jobs, print the summary, exit 1 if any failed")
 def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, crops,
              batch_size, shard, workers, scheduler, wait_for_workers, device, decode_threads,
-             videos_root, dtype, codec, submit, shards, slurm_partition, slurm_time, slurm_gpus,
-             slurm_cpus, slurm_mem, logs, wait) -> None:
+             torch_threads, videos_root, dtype, codec, submit, shards, slurm_partition,
+             slurm_time, slurm_gpus, slurm_cpus, slurm_mem, logs, wait) -> None:
     """Export per-clip features of a manifest's videos into a store (resumable).
 
     Inside a SLURM job array (#SBATCH --array=0-7) the shard comes from the array task's
@@ -75,6 +78,9 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
         raise click.UsageError("give exactly one of --run RUN_DIR and --backbone NAME")
     if workers and scheduler:
         raise click.UsageError("give at most one of --workers and --scheduler")
+    if torch_threads and (workers or scheduler or submit):
+        raise click.UsageError("--torch-threads is for an export in this process; dask workers "
+                               "run one thread each, and --submit tasks get --slurm-cpus")
     submission = {"shards": shards, "slurm_partition": slurm_partition, "slurm_time": slurm_time,
                   "slurm_gpus": slurm_gpus, "slurm_cpus": slurm_cpus, "slurm_mem": slurm_mem,
                   "logs": logs, "wait": wait or None}
@@ -91,6 +97,8 @@ def features(run_dir, backbone, pretrained, manifest, store, split, clip, step, 
                 "decode_threads": decode_threads}
         sys.exit(submit_features(task, submit, submission))
     from extract.store import export
+    if not (workers or scheduler):  # dask workers run one thread each
+        export.set_cpu_threads(torch_threads, decode_threads, device)
     try:
         summary = export.export_features(
             model_spec=export.ModelSpec(backbone=backbone, pretrained=pretrained, run_dir=run_dir),

@@ -21,6 +21,7 @@ crops (SlowFast ``uniform_crop``) are averaged.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -368,6 +369,25 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def set_cpu_threads(requested: int | None, decode_threads: int, device: str) -> int:
+    """Set torch's intra-op threads for an export in this process; returns the number.
+
+    ``requested``, else (on the CPU) the cores the decoders leave, at least 1 and at most
+    torch's default: with a small backbone the export is decode-bound, and torch's extra threads
+    only compete with the decoders (2 cores, 2 decoders: 1 thread exports the demo 1.36x faster
+    than torch's default 2; docs/benchmarks.md, "Exports on dask workers"). On a GPU nothing
+    changes unless asked.
+    """
+    if requested is None:
+        if resolve_device(device) != "cpu":
+            return torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        requested = max(1, min(torch.get_num_threads(), cores - decode_threads))
+    torch.set_num_threads(requested)
+    return requested
 
 
 def export_features(*, model_spec: Any, manifest: str | Path | Manifest, store: str | Path,

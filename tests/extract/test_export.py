@@ -404,3 +404,24 @@ def test_cli_on_the_tiny_synthetic_benchmark(tmp_path):
     result = CliRunner().invoke(extract_cli, ["inspect", str(store), "--verify", "--manifest",
                                               str(root)])
     assert result.exit_code == 0 and "OK" in result.output, result.output
+
+
+def test_cpu_threads_leave_the_decoders_their_cores(monkeypatch):
+    """An export on the CPU gives torch the cores the decoders leave (at least 1, at most
+    torch's default); an explicit number wins; on a GPU nothing changes unless asked."""
+    from extract.store.export import set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+        assert set_cpu_threads(None, 2, "cpu") == 4 and torch.get_num_threads() == 4
+        torch.set_num_threads(8)
+        assert set_cpu_threads(None, 8, "cpu") == 1  # more decoders than cores
+        torch.set_num_threads(2)
+        assert set_cpu_threads(None, 1, "cpu") == 2  # never above torch's default
+        assert set_cpu_threads(3, 2, "cpu") == 3 and torch.get_num_threads() == 3
+        torch.set_num_threads(8)
+        assert set_cpu_threads(None, 2, "cuda") == 8  # a GPU export keeps its threads
+    finally:
+        torch.set_num_threads(before)

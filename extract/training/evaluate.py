@@ -80,7 +80,7 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str =
     """
     from downstream.metrics.classification import multilabel_map
     from extract.training import load_trained_backbone
-    from extract.training.loop import runtime_from_env
+    from extract.training.loop import _barrier, runtime_from_env
     from extract.training.plots import plot_training_curves, plot_video_predictions
 
     views_t, views_s = parse_views(views)
@@ -101,6 +101,7 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str =
         mine.append((index, times, probs))
     predicted = _gather_to_main(mine, rt)
     if not rt.main:
+        _barrier(rt)  # leave with rank 0: a rank gone while gloo still talks aborts at exit
         return None
     dense = [(videos[index], times, probs) for index, times, probs in predicted]
     scores = [probs.mean(axis=0) for _, _, probs in dense]
@@ -124,6 +125,7 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, *, split: str =
                                classes=classes,
                                class_indices=[manifest.class_index[c] for c in video.labels])
     plot_training_curves(run.path / "plot_training.png", run.read_metrics())
+    _barrier(rt)
     return out
 
 

@@ -61,7 +61,7 @@ def s3_server() -> str:
 
 
 @pytest.fixture()
-def s3_bucket(s3_server, request) -> str:
+def s3_bucket(s3_server) -> str:
     """A fresh bucket on the local S3 server: ``s3://NAME``."""
     import secrets
 

@@ -303,9 +303,9 @@ class ObjectPrefix:
 
     @_speaking(write=True)
     def put_video(self, rel: str, objects: Mapping[str, bytes], marker: str) -> bool:
-        """Upload the video's objects, then its marker; False if the marker was there."""
-        if self.exists(marker):
-            return False
+        """Upload the video's objects, then its marker; False if the marker was there. The
+        caller has seen no marker (``StoreWriter.write_video`` looks before encoding): the
+        conditional put settles a race, one more look here would only cost a request."""
         named = {(f"{rel}/{k}" if k else rel): v for k, v in objects.items()}
         last = named.pop(marker)
         if named:

@@ -16,7 +16,7 @@ from typing import Any
 
 from data_manifests.schema import Manifest, load_manifest
 from extract.clip_grid import shard_index
-from extract.store import FeatureStore, layout, open_store
+from extract.store import layout, open_store
 
 EXIT_CODES = {"complete": 0, "failed": 1, "running": 3}
 MAX_REASONS = 3  # failures listed per shard (all of them are counted)
@@ -31,8 +31,9 @@ def export_status(store: str | Path, *, manifest: str | Path | Manifest | None =
     ``running`` (see :data:`EXIT_CODES`)."""
     opened = open_store(store)
     done = set(opened.video_ids())
-    failures = opened.failures()  # only videos not complete now
-    records = _failure_records(opened)
+    # One read of the failure records (host and time kept), then only videos not complete now.
+    records = layout.read_failures(opened.location)
+    failures = {k: r["reason"] for k, r in records.items() if k not in done}
     report: dict[str, Any] = {
         "store": str(store), "complete": len(done), "failed": len(failures),
         "writing": _being_written(opened.staging_entries(), opened.backend.suffix),
@@ -110,12 +111,6 @@ def format_status(report: dict[str, Any]) -> str:
     if last:
         lines.append(f"  last failure: {last['video_id']} at {last['time']} on {last['host']}")
     return "\n".join(lines)
-
-
-def _failure_records(store: FeatureStore) -> dict[str, dict[str, Any]]:
-    """video_id -> {reason, time, host}: the one read of the failures file past the store's
-    own ``failures()`` (which drops host and time)."""
-    return layout.read_failures(store.path)
 
 
 def _last_failure(records: dict[str, dict[str, Any]], current: dict[str, str]
